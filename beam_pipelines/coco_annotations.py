@@ -1,0 +1,185 @@
+"""Turns one COCO/Fashionpedia annotation into a validated instance.
+
+Every segmentation form of the COCO format is accepted: polygons (one or several
+parts), uncompressed RLE (``counts`` a list, as crowd regions use) and compressed
+RLE (``counts`` a string). Masks are rasterised by pycocotools exactly as
+``COCO.annToMask`` does. Anything that cannot become a valid instance raises
+``InvalidAnnotation`` with a short machine-readable ``code`` and a message.
+"""
+import dataclasses
+import math
+from typing import Any, List, Mapping, Optional, Tuple
+
+import numpy as np
+from pycocotools import mask as mask_utils
+
+from model.label_map import LabelMap
+
+
+class InvalidAnnotation(ValueError):
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+@dataclasses.dataclass
+class Instance:
+    """One valid annotation of an image of ``height`` x ``width`` pixels.
+
+    box: (xmin, ymin, xmax, ymax) in pixels, clipped to the image.
+    mask: uint8 [height, width] of 0/1, or None when masks are not requested.
+    """
+    annotation_id: Any
+    model_class: int
+    category_name: str
+    box: Tuple[float, float, float, float]
+    area: float
+    is_crowd: int
+    attribute_ids: List[int]
+    mask: Optional[np.ndarray]
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def compressed_rle_total(counts: str) -> int:
+    """Sum of the run lengths in a compressed COCO RLE string.
+
+    Raises InvalidAnnotation when a run is negative; the caller compares the
+    total with height * width before handing the RLE to pycocotools, whose
+    decoder trusts the runs.
+    """
+    runs: List[int] = []
+    position = 0
+    while position < len(counts):
+        value, shift, more = 0, 0, True
+        while more:
+            if position >= len(counts):
+                raise InvalidAnnotation("invalid_rle", "compressed RLE string ends inside a run")
+            chunk = ord(counts[position]) - 48
+            if not 0 <= chunk < 64:
+                raise InvalidAnnotation("invalid_rle", f"character {counts[position]!r} in compressed RLE")
+            value |= (chunk & 0x1F) << shift
+            more = bool(chunk & 0x20)
+            position += 1
+            shift += 5
+            if not more and chunk & 0x10:
+                value -= 1 << shift
+        if len(runs) > 2:
+            value += runs[-2]
+        if value < 0:
+            raise InvalidAnnotation("invalid_rle", "compressed RLE has a negative run")
+        runs.append(value)
+    return sum(runs)
+
+
+def segmentation_to_rle(segmentation: Any, height: int, width: int) -> dict:
+    """Any COCO segmentation form -> one pycocotools RLE of an image height x width."""
+    if isinstance(segmentation, list):
+        if not segmentation:
+            raise InvalidAnnotation("degenerate_polygon", "polygon list is empty")
+        for part_index, part in enumerate(segmentation):
+            if (not isinstance(part, list) or len(part) < 6 or len(part) % 2
+                    or not all(_is_number(v) for v in part)):
+                size = len(part) if isinstance(part, list) else type(part).__name__
+                raise InvalidAnnotation(
+                    "degenerate_polygon",
+                    f"polygon part {part_index} needs an even number >= 6 of finite "
+                    f"coordinates, got {size}")
+        return mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
+    if isinstance(segmentation, Mapping) and "counts" in segmentation:
+        size = segmentation.get("size")
+        if list(size or []) != [height, width]:
+            raise InvalidAnnotation(
+                "segmentation_size_mismatch",
+                f"RLE size {size} differs from the image size [{height}, {width}]")
+        counts = segmentation["counts"]
+        if isinstance(counts, list):
+            if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts):
+                raise InvalidAnnotation("invalid_rle", "uncompressed RLE counts must be non-negative integers")
+            total = sum(counts)
+            rle = mask_utils.frPyObjects(dict(segmentation), height, width)
+        elif isinstance(counts, (str, bytes)):
+            text = counts.decode("ascii", "replace") if isinstance(counts, bytes) else counts
+            total = compressed_rle_total(text)
+            rle = {"size": [height, width], "counts": text.encode("ascii")}
+        else:
+            raise InvalidAnnotation("invalid_rle", f"RLE counts of type {type(counts).__name__}")
+        if total != height * width:
+            raise InvalidAnnotation(
+                "invalid_rle", f"RLE runs cover {total} pixels, the image has {height * width}")
+        return rle
+    raise InvalidAnnotation("invalid_segmentation", f"segmentation of type {type(segmentation).__name__}")
+
+
+def _clip_box(bbox: Any, height: int, width: int) -> Tuple[float, float, float, float]:
+    if not isinstance(bbox, (list, tuple)) or len(bbox) != 4 or not all(_is_number(v) for v in bbox):
+        raise InvalidAnnotation("invalid_bbox", f"bbox must be 4 finite numbers, got {bbox!r}")
+    x, y, w, h = (float(v) for v in bbox)
+    if w <= 0 or h <= 0:
+        raise InvalidAnnotation("zero_size_bbox", f"bbox {list(bbox)} has no area")
+    xmin, ymin = max(0.0, x), max(0.0, y)
+    xmax, ymax = min(float(width), x + w), min(float(height), y + h)
+    if xmax <= xmin or ymax <= ymin:
+        raise InvalidAnnotation(
+            "bbox_outside_image", f"bbox {list(bbox)} lies outside the {width}x{height} image")
+    return xmin, ymin, xmax, ymax
+
+
+def _attribute_ids(annotation: Mapping, label_map: LabelMap) -> List[int]:
+    ids = annotation.get("attribute_ids") or []
+    if not isinstance(ids, list):
+        raise InvalidAnnotation("unknown_attribute", f"attribute_ids must be a list, got {ids!r}")
+    for attribute_id in ids:
+        if not label_map.has_attribute(attribute_id):
+            raise InvalidAnnotation(
+                "unknown_attribute",
+                f"attribute id {attribute_id!r} is not in 'attributes' "
+                f"(num_attributes={label_map.num_attributes})")
+    return sorted(set(ids))
+
+
+def parse_annotation(annotation: Any, height: int, width: int, label_map: LabelMap,
+                     include_masks: bool) -> Instance:
+    """Validates one annotation of an image of ``height`` x ``width`` pixels."""
+    if not isinstance(annotation, Mapping):
+        raise InvalidAnnotation("malformed_annotation", "annotation is not a JSON object")
+    category_id = annotation.get("category_id")
+    if not label_map.has_category(category_id):
+        raise InvalidAnnotation("unknown_category", f"category_id {category_id!r} is not in 'categories'")
+    attribute_ids = _attribute_ids(annotation, label_map)
+    is_crowd = annotation.get("iscrowd", 0)
+    if is_crowd not in (0, 1):
+        raise InvalidAnnotation("malformed_annotation", f"iscrowd must be 0 or 1, got {is_crowd!r}")
+
+    segmentation = annotation.get("segmentation")
+    rle = segmentation_to_rle(segmentation, height, width) if segmentation is not None else None
+    if rle is not None and int(mask_utils.area(rle)) == 0:
+        raise InvalidAnnotation("empty_mask", "segmentation covers no pixel inside the image")
+    if include_masks and rle is None:
+        raise InvalidAnnotation("missing_segmentation", "masks were requested but it has no segmentation")
+
+    if annotation.get("bbox") is not None:
+        box = _clip_box(annotation["bbox"], height, width)
+    elif rle is not None:
+        x, y, w, h = (float(v) for v in mask_utils.toBbox(rle))
+        box = (x, y, x + w, y + h)
+    else:
+        raise InvalidAnnotation("missing_bbox", "annotation has neither bbox nor segmentation")
+
+    area = annotation.get("area")
+    if not _is_number(area) or area < 0:
+        area = float(mask_utils.area(rle)) if rle is not None else (box[2] - box[0]) * (box[3] - box[1])
+
+    category = label_map.category_for_class(label_map.class_for_category(category_id))
+    return Instance(
+        annotation_id=annotation.get("id"),
+        model_class=label_map.class_for_category(category_id),
+        category_name=category.name,
+        box=box,
+        area=float(area),
+        is_crowd=int(is_crowd),
+        attribute_ids=attribute_ids,
+        mask=mask_utils.decode(rle) if include_masks else None,
+    )

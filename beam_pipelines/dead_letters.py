@@ -1,0 +1,17 @@
+"""The JSON objects written to ``PREFIX-errors-SSSSS-of-NNNNN.jsonl``.
+
+Each has ``image_id``, ``filename``, a short machine-readable ``code`` and a
+human ``reason``; a skipped annotation also has ``annotation_id``.
+"""
+from typing import Any, Dict, Optional
+
+
+def failed_image(image_id: Optional[Any], filename: Optional[str], code: str,
+                 reason: str) -> Dict[str, Any]:
+    return {"image_id": image_id, "filename": filename, "code": code, "reason": reason}
+
+
+def skipped_annotation(image_id: Optional[Any], filename: Optional[str], annotation_id: Any,
+                       code: str, reason: str) -> Dict[str, Any]:
+    return {"image_id": image_id, "filename": filename, "annotation_id": annotation_id,
+            "code": code, "reason": reason}

@@ -1,0 +1,155 @@
+"""COCO/Fashionpedia JSON + images -> sharded TFRecords, on any Beam runner.
+
+  python -m beam_pipelines.make_records \
+      --image_dir gs://bucket/train --object_annotations_file gs://bucket/train.json \
+      --output_file_prefix gs://bucket/records/train --num_shards 256 --include_masks \
+      --runner DataflowRunner --project P --region R --temp_location gs://bucket/tmp \
+      --setup_file ./setup.py
+
+Writes PREFIX-SSSSS-of-NNNNN.tfrecord, PREFIX-labels.json (with annotations) and
+PREFIX-errors-SSSSS-of-NNNNN.jsonl (one JSON object per failed image or skipped
+annotation). The annotation file is checked by streaming it in the launcher and
+read again inside the pipeline from its path: it never travels in the job graph.
+Without --object_annotations_file, every file matched by --image_dir becomes an
+image-only record (prediction input).
+"""
+import argparse
+import logging
+import re
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import apache_beam as beam
+from apache_beam.io import fileio
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
+
+from beam_pipelines import record_dofns
+from beam_pipelines.coco_scan import AnnotationFileError, scan_annotations
+from beam_pipelines.pipeline_metrics import counter_values, summary_line
+
+SUMMARY_COUNTERS = ("images_read", "images_written", "images_failed",
+                    "annotations_written", "annotations_skipped")
+_GLOB_CHARS = re.compile(r"[*?\[]")
+
+
+def parse_args(argv: Optional[Sequence[str]]) -> Tuple[argparse.Namespace, List[str]]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--image_dir", required=True,
+                        help="Directory (or, without annotations, a glob) of images; local or gs://.")
+    parser.add_argument("--object_annotations_file", default=None,
+                        help="COCO/Fashionpedia JSON (local or gs://). Without it: image-only records.")
+    parser.add_argument("--output_file_prefix", required=True, help="Output prefix, local or gs://.")
+    parser.add_argument("--num_shards", type=int, default=32, help="Number of TFRecord shards.")
+    parser.add_argument("--include_masks", dest="include_masks", action="store_true", default=True,
+                        help="Store one PNG mask per instance (the default).")
+    parser.add_argument("--noinclude_masks", "--no_include_masks", dest="include_masks",
+                        action="store_false", help="Store boxes only.")
+    return parser.parse_known_args(argv)
+
+
+def _image_glob(image_dir: str) -> Tuple[str, str]:
+    """(glob, root): ``root`` is what relative file names are measured from."""
+    if _GLOB_CHARS.search(image_dir):
+        fixed = image_dir[:_GLOB_CHARS.search(image_dir).start()]
+        return image_dir, fixed[: fixed.rfind("/") + 1]
+    return FileSystems.join(image_dir, "*"), image_dir
+
+
+def _write_outputs(records, errors, prefix: str, num_shards: int) -> None:
+    _ = records | "WriteRecords" >> beam.io.WriteToTFRecord(
+        prefix, file_name_suffix=".tfrecord", num_shards=num_shards)
+    _ = (errors
+         | "ErrorsToJson" >> beam.Map(record_dofns.to_json_line)
+         | "WriteErrors" >> beam.io.WriteToText(
+             prefix + "-errors", file_name_suffix=".jsonl", num_shards=1,
+             shard_name_template="-SSSSS-of-NNNNN"))
+
+
+def build_annotated(pipeline: beam.Pipeline, args: argparse.Namespace, label_map_json: str) -> None:
+    entries = (
+        pipeline
+        | "AnnotationFilePath" >> beam.Create([args.object_annotations_file])
+        | "StreamCocoJson" >> beam.ParDo(record_dofns.StreamCocoEntries()).with_outputs(
+            record_dofns.IMAGES, record_dofns.ANNOTATIONS, record_dofns.ERRORS))
+    built = (
+        {record_dofns.IMAGES: entries[record_dofns.IMAGES],
+         record_dofns.ANNOTATIONS: entries[record_dofns.ANNOTATIONS]}
+        | "GroupByImageId" >> beam.CoGroupByKey()
+        | "BuildRecords" >> beam.ParDo(record_dofns.BuildAnnotatedRecords(
+            args.image_dir, label_map_json, args.include_masks)).with_outputs(
+                record_dofns.ERRORS, main="records"))
+    errors = ((entries[record_dofns.ERRORS], built[record_dofns.ERRORS])
+              | "AllErrors" >> beam.Flatten())
+    _write_outputs(built.records, errors, args.output_file_prefix, args.num_shards)
+
+
+def build_image_only(pipeline: beam.Pipeline, args: argparse.Namespace) -> None:
+    pattern, root = _image_glob(args.image_dir)
+    built = (
+        pipeline
+        | "MatchImages" >> fileio.MatchFiles(pattern)
+        | "ReadImages" >> fileio.ReadMatches()
+        | "BuildRecords" >> beam.ParDo(record_dofns.BuildImageOnlyRecords(root)).with_outputs(
+            record_dofns.ERRORS, main="records"))
+    _write_outputs(built.records, built[record_dofns.ERRORS], args.output_file_prefix,
+                   args.num_shards)
+
+
+def _write_text(path: str, text: str) -> None:
+    with FileSystems.create(path, mime_type="application/json") as stream:
+        stream.write(text.encode("utf-8"))
+
+
+def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -> Dict[str, int]:
+    """Runs the pipeline to completion and returns its counters by name."""
+    args, beam_args = parse_args(argv)
+    if args.num_shards < 1:
+        raise SystemExit("--num_shards must be >= 1")
+    options = PipelineOptions(beam_args)
+    options.view_as(SetupOptions).save_main_session = save_main_session
+
+    with_annotations = args.object_annotations_file is not None
+    if with_annotations:
+        if _GLOB_CHARS.search(args.image_dir):
+            raise SystemExit("--image_dir must be a directory when --object_annotations_file is "
+                             "given (file_name entries are relative to it)")
+        summary = scan_annotations(args.object_annotations_file)
+        labels_path = args.output_file_prefix + "-labels.json"
+        _write_text(labels_path, summary.label_map.dumps())
+        logging.info("annotation file: %d images, %d annotations; label map -> %s",
+                     summary.num_images, summary.num_annotations, labels_path)
+    else:
+        pattern, _ = _image_glob(args.image_dir)
+        if not FileSystems.match([pattern])[0].metadata_list:
+            raise SystemExit(f"no file matches --image_dir {args.image_dir} ({pattern})")
+
+    pipeline = beam.Pipeline(options=options)
+    if with_annotations:
+        build_annotated(pipeline, args, summary.label_map.dumps())
+    else:
+        build_image_only(pipeline, args)
+    result = pipeline.run()
+    result.wait_until_finish()
+    counters = counter_values(result, record_dofns.NAMESPACE)
+    print(f"records: {args.output_file_prefix}-SSSSS-of-{args.num_shards:05d}.tfrecord")
+    if with_annotations:
+        print(f"label map: {args.output_file_prefix}-labels.json")
+    print(f"errors: {args.output_file_prefix}-errors-00000-of-00001.jsonl")
+    details = {name: value for name, value in sorted(counters.items()) if "." in name
+               or name in ("images_converted", "images_resized", "annotations_read")}
+    if details:
+        print(" ".join(f"{name}={value}" for name, value in details.items()))
+    print(summary_line(counters, SUMMARY_COUNTERS), flush=True)
+    return counters
+
+
+def main() -> None:
+    logging.getLogger().setLevel(logging.INFO)
+    try:
+        run()
+    except AnnotationFileError as exc:
+        raise SystemExit(f"error: {exc}") from None
+
+
+if __name__ == "__main__":
+    main()

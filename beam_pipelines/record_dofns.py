@@ -1,0 +1,190 @@
+"""DoFns of the make_records pipeline.
+
+Counters live in the ``make_records`` namespace: images_read / written / failed,
+annotations_read / written / skipped, plus ``images_failed.<code>``,
+``annotations_skipped.<code>``, ``images_converted`` and ``images_resized``.
+"""
+import json
+from typing import Any, Dict, Iterable, List
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
+from apache_beam.pvalue import TaggedOutput
+
+from beam_pipelines import dead_letters
+from beam_pipelines.coco_scan import STREAMED_KEYS
+from beam_pipelines.image_files import InvalidImage, PreparedImage
+from beam_pipelines.image_ids import image_id_from_path
+from beam_pipelines.json_stream import iter_top_level
+from beam_pipelines.record_builder import (
+    BuiltRecord, build_annotated_record, build_image_only_record, parse_image_entry)
+from model.label_map import LabelMap
+
+NAMESPACE = "make_records"
+ERRORS = "errors"
+IMAGES = "images"
+ANNOTATIONS = "annotations"
+
+
+def _count(name: str, value: int = 1) -> None:
+    if value:
+        Metrics.counter(NAMESPACE, name).inc(value)
+
+
+def _valid_id(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def read_file(path: str) -> bytes:
+    """The whole file; raises InvalidImage('missing_file' | 'unreadable_file')."""
+    try:
+        with FileSystems.open(path, compression_type="uncompressed") as stream:
+            return stream.read()
+    except FileNotFoundError:
+        raise InvalidImage("missing_file", f"no such file: {path}") from None
+    except Exception as exc:
+        message = str(exc)
+        code = "missing_file" if "not found" in message.lower() or "no such" in message.lower() \
+            else "unreadable_file"
+        raise InvalidImage(code, f"cannot read {path}: {message}") from None
+
+
+def _count_image(image: PreparedImage) -> None:
+    _count("images_converted", int(image.converted_from_mode is not None))
+    _count("images_resized", int(image.resized_from is not None))
+
+
+class StreamCocoEntries(beam.DoFn):
+    """Annotation file path -> (image_id, image entry) and (image_id, annotation).
+
+    The file is streamed, never held whole. Main output: none. Tagged outputs:
+    ``images``, ``annotations`` and ``errors`` (entries without a usable id).
+    """
+
+    def process(self, path: str) -> Iterable[Any]:
+        with FileSystems.open(path) as stream:
+            for key, value in iter_top_level(stream, STREAMED_KEYS):
+                if key == IMAGES:
+                    yield from self._image(value)
+                elif key == ANNOTATIONS:
+                    yield from self._annotation(value)
+
+    @staticmethod
+    def _image(entry: Any) -> Iterable[TaggedOutput]:
+        image_id = entry.get("id") if isinstance(entry, dict) else None
+        if _valid_id(image_id):
+            yield TaggedOutput(IMAGES, (image_id, entry))
+            return
+        _count("images_read")
+        _count("images_failed")
+        _count("images_failed.malformed_image_entry")
+        filename = entry.get("file_name") if isinstance(entry, dict) else None
+        yield TaggedOutput(ERRORS, dead_letters.failed_image(
+            image_id, filename, "malformed_image_entry", f"image id {image_id!r} is not an integer"))
+
+    @staticmethod
+    def _annotation(annotation: Any) -> Iterable[TaggedOutput]:
+        image_id = annotation.get("image_id") if isinstance(annotation, dict) else None
+        if _valid_id(image_id):
+            yield TaggedOutput(ANNOTATIONS, (image_id, annotation))
+            return
+        _count("annotations_read")
+        _count("annotations_skipped")
+        _count("annotations_skipped.malformed_annotation")
+        annotation_id = annotation.get("id") if isinstance(annotation, dict) else None
+        yield TaggedOutput(ERRORS, dead_letters.skipped_annotation(
+            image_id, None, annotation_id, "malformed_annotation",
+            f"annotation image_id {image_id!r} is not an integer"))
+
+
+class BuildAnnotatedRecords(beam.DoFn):
+    """(image_id, {'images': [entry], 'annotations': [...]}) -> serialized record.
+
+    Failed images and skipped annotations go to the ``errors`` output.
+    """
+
+    def __init__(self, image_dir: str, label_map_json: str, include_masks: bool):
+        self._image_dir = image_dir
+        self._label_map_json = label_map_json
+        self._include_masks = include_masks
+        self._label_map = None
+
+    def setup(self) -> None:
+        self._label_map = LabelMap.loads(self._label_map_json)
+
+    def process(self, element) -> Iterable[Any]:
+        image_id, grouped = element
+        entries = list(grouped[IMAGES])
+        annotations = list(grouped[ANNOTATIONS])
+        _count("annotations_read", len(annotations))
+        if not entries:
+            for annotation in annotations:
+                yield TaggedOutput(ERRORS, self._skip(
+                    image_id, None, annotation.get("id"), "unknown_image",
+                    f"image_id {image_id} is not in 'images'"))
+            return
+        for entry in entries:
+            yield from self._build(image_id, entry, annotations)
+
+    def _build(self, image_id: int, raw_entry: Dict, annotations: List[Any]) -> Iterable[Any]:
+        _count("images_read")
+        filename = raw_entry.get("file_name")
+        try:
+            entry = parse_image_entry(raw_entry)
+            data = read_file(FileSystems.join(self._image_dir, entry.file_name))
+            built: BuiltRecord = build_annotated_record(
+                entry, annotations, data, self._label_map, self._include_masks)
+        except InvalidImage as exc:
+            _count("images_failed")
+            _count(f"images_failed.{exc.code}")
+            _count("annotations_skipped", len(annotations))
+            _count("annotations_skipped.image_failed", len(annotations))
+            failure = dead_letters.failed_image(image_id, filename, exc.code, str(exc))
+            failure["num_annotations"] = len(annotations)
+            yield TaggedOutput(ERRORS, failure)
+            return
+        _count("images_written")
+        _count_image(built.image)
+        _count("annotations_written", built.num_instances)
+        for skipped in built.skipped:
+            yield TaggedOutput(ERRORS, self._skip(
+                image_id, filename, skipped.annotation_id, skipped.code, skipped.reason))
+        yield built.serialized
+
+    @staticmethod
+    def _skip(image_id, filename, annotation_id, code, reason) -> Dict[str, Any]:
+        _count("annotations_skipped")
+        _count(f"annotations_skipped.{code}")
+        return dead_letters.skipped_annotation(image_id, filename, annotation_id, code, reason)
+
+
+class BuildImageOnlyRecords(beam.DoFn):
+    """Beam ``ReadableFile`` -> serialized image-only record (for prediction input).
+
+    ``image/filename`` is the path relative to ``root``; ``image/source_id`` is
+    ``image_id_from_path`` of it.
+    """
+
+    def __init__(self, root: str):
+        self._root = root.rstrip("/") + "/" if root else ""
+
+    def process(self, readable_file) -> Iterable[Any]:
+        _count("images_read")
+        path = readable_file.metadata.path
+        relative = path[len(self._root):] if path.startswith(self._root) else path
+        image_id = image_id_from_path(relative)
+        try:
+            built = build_image_only_record(relative, str(image_id), readable_file.read())
+        except InvalidImage as exc:
+            _count("images_failed")
+            _count(f"images_failed.{exc.code}")
+            yield TaggedOutput(ERRORS, dead_letters.failed_image(image_id, relative, exc.code, str(exc)))
+            return
+        _count("images_written")
+        _count_image(built.image)
+        yield built.serialized
+
+
+def to_json_line(record: Dict[str, Any]) -> str:
+    return json.dumps(record, sort_keys=True)

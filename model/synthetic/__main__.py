@@ -1,0 +1,3 @@
+from model.synthetic.generate import main
+
+main()
