@@ -26,6 +26,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
 from beam_pipelines import record_dofns
 from beam_pipelines.coco_scan import AnnotationFileError, scan_annotations
 from beam_pipelines.pipeline_metrics import counter_values, summary_line
+from beam_pipelines.runner_choice import create_pipeline
 
 SUMMARY_COUNTERS = ("images_read", "images_written", "images_failed",
                     "annotations_written", "annotations_skipped")
@@ -123,7 +124,7 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -
         if not FileSystems.match([pattern])[0].metadata_list:
             raise SystemExit(f"no file matches --image_dir {args.image_dir} ({pattern})")
 
-    pipeline = beam.Pipeline(options=options)
+    pipeline = create_pipeline(options)
     if with_annotations:
         build_annotated(pipeline, args, summary.label_map.dumps())
     else:

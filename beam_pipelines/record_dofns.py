@@ -36,6 +36,11 @@ def _valid_id(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _annotation_order(annotation: Dict) -> tuple:
+    annotation_id = annotation.get("id")
+    return (0, annotation_id, "") if _valid_id(annotation_id) else (1, 0, repr(annotation_id))
+
+
 def read_file(path: str) -> bytes:
     """The whole file; raises InvalidImage('missing_file' | 'unreadable_file')."""
     try:
@@ -116,7 +121,8 @@ class BuildAnnotatedRecords(beam.DoFn):
     def process(self, element) -> Iterable[Any]:
         image_id, grouped = element
         entries = list(grouped[IMAGES])
-        annotations = list(grouped[ANNOTATIONS])
+        # Grouping does not keep file order; sorting by id makes records reproducible.
+        annotations = sorted(grouped[ANNOTATIONS], key=_annotation_order)
         _count("annotations_read", len(annotations))
         if not entries:
             for annotation in annotations:

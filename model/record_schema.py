@@ -213,4 +213,4 @@ class RecordDecoder:
             return tf.cast(mask > 0, tf.uint8)
 
         masks = tf.map_fn(decode_one, pngs, fn_output_signature=tf.TensorSpec([None, None], tf.uint8))
-        return tf.reshape(masks, tf.stack([tf.shape(pngs)[0], height, width]))
+        return tf.reshape(masks, tf.stack([tf.shape(pngs, out_type=tf.int64)[0], height, width]))
