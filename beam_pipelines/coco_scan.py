@@ -6,7 +6,7 @@ image ids (their annotations could not be attributed), and to read the small
 ``categories``/``attributes`` lists that form the label map.
 """
 import dataclasses
-from typing import Any, Dict, List
+from typing import Any, Dict, Set
 
 from apache_beam.io.filesystems import FileSystems
 
@@ -40,12 +40,10 @@ def scan_annotations(path: str) -> AnnotationSummary:
     seen_ids: Dict[int, int] = {}
     small_values: Dict[str, Any] = {}
     counts = {key: 0 for key in STREAMED_KEYS}
-    present: List[str] = []
+    present: Set[str] = set()
     try:
         with stream:
-            for key, value in iter_top_level(stream, STREAMED_KEYS):
-                if key not in present:
-                    present.append(key)
+            for key, value in iter_top_level(stream, STREAMED_KEYS, seen_keys=present):
                 if key == "images":
                     image_id = _image_id(value)
                     if isinstance(image_id, int) and not isinstance(image_id, bool):

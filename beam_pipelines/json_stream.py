@@ -8,7 +8,7 @@ is yielded whole. Memory stays at about one chunk plus the largest element.
 """
 import codecs
 import json
-from typing import Any, BinaryIO, Collection, Iterator, Tuple
+from typing import Any, BinaryIO, Collection, Iterator, Optional, Set, Tuple
 
 _WHITESPACE = " \t\n\r"
 
@@ -90,10 +90,14 @@ class _Reader:
 
 
 def iter_top_level(
-    stream: BinaryIO, stream_keys: Collection[str], chunk_size: int = 1 << 20
+    stream: BinaryIO, stream_keys: Collection[str], chunk_size: int = 1 << 20,
+    seen_keys: Optional[Set[str]] = None,
 ) -> Iterator[Tuple[str, Any]]:
     """Yields ``(key, element)`` for each element of the arrays under ``stream_keys``
     and ``(key, value)`` for every other top-level key, in document order.
+
+    ``seen_keys``, when given, receives every top-level key, including those of
+    empty streamed arrays (which yield nothing).
 
     Raises:
       JsonStreamError: on invalid JSON (with the character offset), a top level
@@ -109,6 +113,8 @@ def iter_top_level(
             if not isinstance(key, str):
                 raise reader.error("object key is not a string")
             reader.expect(":")
+            if seen_keys is not None:
+                seen_keys.add(key)
             if key in stream_keys:
                 if reader.peek() != "[":
                     raise reader.error(f"top-level '{key}' must be an array")

@@ -212,5 +212,11 @@ class RecordDecoder:
             # 1-bit greyscale PNGs decode to 0/255, palette ones to 0/1.
             return tf.cast(mask > 0, tf.uint8)
 
-        masks = tf.map_fn(decode_one, pngs, fn_output_signature=tf.TensorSpec([None, None], tf.uint8))
-        return tf.reshape(masks, tf.stack([tf.shape(pngs, out_type=tf.int64)[0], height, width]))
+        def decode_all():
+            return tf.map_fn(decode_one, pngs,
+                             fn_output_signature=tf.TensorSpec([None, None], tf.uint8))
+
+        num_masks = tf.shape(pngs, out_type=tf.int64)[0]
+        shape = tf.stack([num_masks, height, width])
+        masks = tf.cond(num_masks > 0, decode_all, lambda: tf.zeros(shape, tf.uint8))
+        return tf.reshape(masks, shape)
