@@ -14,7 +14,10 @@ fi
 stamp=.venv/.installed-from
 want="$(cat setup.py constraints.txt | sha256sum | cut -d' ' -f1)"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -c constraints.txt -e '.[test]'
+  echo "installing the pinned stack into .venv/ (a few minutes the first time)" >&2
+  # Some machines list local package indexes that pip warns about once per
+  # package; those lines carry no information.
+  .venv/bin/python -m pip install -q -c constraints.txt -e '.[test]' 2>&1 \
+    | { grep -v "is ignored: it is neither a file nor a directory" || true; }
   echo "$want" > "$stamp"
 fi
