@@ -13,13 +13,12 @@ from typing import Any, List, Mapping, Optional, Tuple
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from beam_pipelines.dead_letters import Rejected
 from model.label_map import LabelMap
 
 
-class InvalidAnnotation(ValueError):
-    def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code = code
+class InvalidAnnotation(Rejected):
+    """An annotation that cannot become an instance."""
 
 
 @dataclasses.dataclass

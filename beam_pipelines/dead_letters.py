@@ -6,6 +6,14 @@ human ``reason``; a skipped annotation also has ``annotation_id``.
 from typing import Any, Dict, Optional
 
 
+class Rejected(ValueError):
+    """An input that cannot be used, with a short machine-readable ``code``."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+
+
 def failed_image(image_id: Optional[Any], filename: Optional[str], code: str,
                  reason: str) -> Dict[str, Any]:
     return {"image_id": image_id, "filename": filename, "code": code, "reason": reason}

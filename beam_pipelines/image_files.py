@@ -13,16 +13,16 @@ from typing import Optional, Tuple
 import numpy as np
 from PIL import Image
 
+from beam_pipelines.dead_letters import Rejected
+
 JPEG_QUALITY = 95
 # A reduced-scale JPEG decode still reads the whole entropy-coded stream, so it
 # finds truncation and corruption at a fraction of the cost of a full decode.
 _JPEG_CHECK_SCALE = 8
 
 
-class InvalidImage(ValueError):
-    def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code = code
+class InvalidImage(Rejected):
+    """Image bytes that cannot be stored."""
 
 
 @dataclasses.dataclass

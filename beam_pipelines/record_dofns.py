@@ -181,7 +181,11 @@ class BuildImageOnlyRecords(beam.DoFn):
         relative = path[len(self._root):] if path.startswith(self._root) else path
         image_id = image_id_from_path(relative)
         try:
-            built = build_image_only_record(relative, str(image_id), readable_file.read())
+            try:
+                data = readable_file.read()
+            except Exception as exc:  # the file vanished or cannot be read since it was matched
+                raise InvalidImage("unreadable_file", f"cannot read {path}: {exc}") from None
+            built = build_image_only_record(relative, str(image_id), data)
         except InvalidImage as exc:
             _count("images_failed")
             _count(f"images_failed.{exc.code}")

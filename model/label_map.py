@@ -12,7 +12,7 @@ The label map is written as JSON next to the records (``PREFIX-labels.json``):
 """
 import dataclasses
 import json
-from typing import Any, Dict, List, Mapping, Sequence
+from typing import Any, Dict, Mapping, Sequence
 
 
 class LabelMapError(ValueError):
@@ -119,6 +119,3 @@ class LabelMap:
                     f"category {entry['id']} has class {entry['class']}, expected "
                     f"{label_map.class_for_category(entry['id'])} (classes follow sorted ids)")
         return label_map
-
-    def category_names(self) -> List[str]:
-        return [c.name for c in self.categories]
