@@ -17,8 +17,9 @@ from beam_pipelines.dead_letters import Rejected
 
 JPEG_QUALITY = 95
 # A reduced-scale JPEG decode still reads the whole entropy-coded stream, so it
-# finds truncation and corruption at a fraction of the cost of a full decode.
+# finds truncation at a fraction of the cost of a full decode.
 _JPEG_CHECK_SCALE = 8
+_JPEG_END_OF_IMAGE = b"\xff\xd9"
 
 
 class InvalidImage(Rejected):
@@ -45,6 +46,24 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def _check_complete(image: Image.Image, data: bytes) -> None:
+    """Raises unless a JPEG or PNG file stored as-is is complete, without a full decode.
+
+    The header was parsed by ``Image.open``. A PNG is then walked chunk by chunk
+    with every CRC checked (``verify``). A JPEG that ends with its end-of-image
+    marker is complete (0xFF bytes inside the entropy-coded data are always
+    stuffed, so the marker cannot appear early there); one that does not, such
+    as a file with trailing data, gets a reduced-scale decode, which reads the
+    whole entropy-coded stream.
+    """
+    if image.format == "PNG":
+        image.verify()
+    elif not data.endswith(_JPEG_END_OF_IMAGE):
+        width, height = image.size
+        image.draft("RGB", (max(1, width // _JPEG_CHECK_SCALE), max(1, height // _JPEG_CHECK_SCALE)))
+        image.load()
+
+
 def prepare_image(data: bytes, expected_size: Optional[Tuple[int, int]] = None) -> PreparedImage:
     """Validates ``data`` and returns bytes to store.
 
@@ -65,13 +84,12 @@ def prepare_image(data: bytes, expected_size: Optional[Tuple[int, int]] = None) 
         target = expected_size or (height, width)
         passthrough = (source_format in ("JPEG", "PNG") and image.mode == "RGB"
                        and (height, width) == tuple(target))
-        if passthrough and source_format == "JPEG":
-            image.draft("RGB", (max(1, width // _JPEG_CHECK_SCALE), max(1, height // _JPEG_CHECK_SCALE)))
+        if passthrough:
+            _check_complete(image, data)
+            return PreparedImage(data, source_format.lower(), height, width)
         image.load()
     except Exception as exc:  # PIL raises many types for corrupt data
         raise InvalidImage("undecodable_image", f"cannot decode image: {exc}") from None
-    if passthrough:
-        return PreparedImage(data, source_format.lower(), height, width)
 
     source_mode = image.mode
     rgb = _to_rgb(image)

@@ -95,3 +95,35 @@ def test_invalid_annotations_have_a_code(annotation, code):
 def test_masks_requested_without_segmentation():
     with pytest.raises(InvalidAnnotation, match="no segmentation"):
         parse_annotation({"category_id": 3, "bbox": [1, 1, 2, 2]}, 20, 30, LABELS, include_masks=True)
+
+
+def _reference_runs(counts: str):
+    """A straightforward reading of the compressed RLE string, one character at a time."""
+    runs, position = [], 0
+    while position < len(counts):
+        value, shift, more = 0, 0, True
+        while more:
+            chunk = ord(counts[position]) - 48
+            value |= (chunk & 0x1F) << shift
+            more = bool(chunk & 0x20)
+            position += 1
+            shift += 5
+            if not more and chunk & 0x10:
+                value -= 1 << shift
+        if len(runs) > 2:
+            value += runs[-2]
+        runs.append(value)
+    return runs
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_compressed_rle_total_matches_a_character_by_character_reading(seed):
+    rng = np.random.default_rng(seed)
+    height, width = rng.integers(1, 300, 2)
+    mask = (rng.random((height, width)) < rng.uniform(0, 1)).astype(np.uint8)
+    if seed % 2:  # long runs exercise multi-character numbers and differences
+        mask[:] = 0
+        mask[height // 3:, : width // 2] = 1
+    text = mask_utils.encode(np.asfortranarray(mask))["counts"].decode()
+    runs = _reference_runs(text)
+    assert sum(runs) == height * width == compressed_rle_total(text)

@@ -65,3 +65,15 @@ def test_truncated_files_are_refused_even_on_the_pass_through_path(fmt):
     data = _encode(Image.fromarray(np.repeat(np.repeat(PIXELS, 8, 0), 8, 1)), fmt)
     with pytest.raises(InvalidImage, match="truncated|Truncated|broken|cannot decode"):
         prepare_image(data[: len(data) - 40], (240, 320))
+
+
+def test_jpeg_with_trailing_data_after_its_end_marker_is_kept():
+    data = _encode(Image.fromarray(PIXELS), "JPEG") + b"\x00vendor trailer"
+    assert prepare_image(data, (30, 40)).data == data
+
+
+def test_png_with_a_corrupted_chunk_is_refused():
+    data = bytearray(_encode(Image.fromarray(PIXELS), "PNG"))
+    data[len(data) // 2] ^= 0xFF  # inside IDAT: its CRC no longer matches
+    with pytest.raises(InvalidImage):
+        prepare_image(bytes(data), (30, 40))
