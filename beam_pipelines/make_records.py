@@ -15,7 +15,6 @@ image-only record (prediction input).
 """
 import argparse
 import logging
-import re
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
@@ -23,20 +22,20 @@ from apache_beam.io import fileio
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
 
-from beam_pipelines import record_dofns
+from beam_pipelines import image_paths, record_dofns
 from beam_pipelines.coco_scan import AnnotationFileError, scan_annotations
 from beam_pipelines.pipeline_metrics import counter_values, summary_line
 from beam_pipelines.runner_choice import create_pipeline
 
 SUMMARY_COUNTERS = ("images_read", "images_written", "images_failed",
                     "annotations_written", "annotations_skipped")
-_GLOB_CHARS = re.compile(r"[*?\[]")
 
 
 def parse_args(argv: Optional[Sequence[str]]) -> Tuple[argparse.Namespace, List[str]]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--image_dir", required=True,
-                        help="Directory (or, without annotations, a glob) of images; local or gs://.")
+                        help="Directory the JSON's file_names are relative to, or a glob whose "
+                             "matches are named by their path below its fixed part; local or gs://.")
     parser.add_argument("--object_annotations_file", default=None,
                         help="COCO/Fashionpedia JSON (local or gs://). Without it: image-only records.")
     parser.add_argument("--output_file_prefix", required=True, help="Output prefix, local or gs://.")
@@ -46,14 +45,6 @@ def parse_args(argv: Optional[Sequence[str]]) -> Tuple[argparse.Namespace, List[
     parser.add_argument("--noinclude_masks", "--no_include_masks", dest="include_masks",
                         action="store_false", help="Store boxes only.")
     return parser.parse_known_args(argv)
-
-
-def _image_glob(image_dir: str) -> Tuple[str, str]:
-    """(glob, root): ``root`` is what relative file names are measured from."""
-    if _GLOB_CHARS.search(image_dir):
-        fixed = image_dir[:_GLOB_CHARS.search(image_dir).start()]
-        return image_dir, fixed[: fixed.rfind("/") + 1]
-    return FileSystems.join(image_dir, "*"), image_dir
 
 
 def _write_outputs(records, errors, prefix: str, num_shards: int) -> None:
@@ -66,26 +57,41 @@ def _write_outputs(records, errors, prefix: str, num_shards: int) -> None:
              shard_name_template="-SSSSS-of-NNNNN"))
 
 
+def _locate_images(pipeline: beam.Pipeline, keyed_entries, image_dir: str):
+    """(image_id, entry) -> (image_id, (entry, file path or None))."""
+    if not image_paths.is_glob(image_dir):
+        return keyed_entries | "PathInImageDir" >> beam.Map(image_paths.path_in_directory, image_dir)
+    pattern, root = image_paths.glob_and_root(image_dir)
+    paths = (pipeline
+             | "MatchImages" >> fileio.MatchFiles(pattern)
+             | "KeyFilesByRelativePath" >> beam.Map(
+                 lambda metadata, root: (image_paths.relative_path(metadata.path, root),
+                                         metadata.path), root))
+    entries = keyed_entries | "KeyEntriesByFileName" >> beam.Map(image_paths.key_by_file_name)
+    return ({"entries": entries, "paths": paths}
+            | "JoinFilesToEntries" >> beam.CoGroupByKey()
+            | "AttachPaths" >> beam.FlatMap(image_paths.attach_matched_paths))
+
+
 def build_annotated(pipeline: beam.Pipeline, args: argparse.Namespace, label_map_json: str) -> None:
     entries = (
         pipeline
         | "AnnotationFilePath" >> beam.Create([args.object_annotations_file])
         | "StreamCocoJson" >> beam.ParDo(record_dofns.StreamCocoEntries()).with_outputs(
             record_dofns.IMAGES, record_dofns.ANNOTATIONS, record_dofns.ERRORS))
+    located = _locate_images(pipeline, entries[record_dofns.IMAGES], args.image_dir)
     built = (
-        {record_dofns.IMAGES: entries[record_dofns.IMAGES],
-         record_dofns.ANNOTATIONS: entries[record_dofns.ANNOTATIONS]}
+        {record_dofns.IMAGES: located, record_dofns.ANNOTATIONS: entries[record_dofns.ANNOTATIONS]}
         | "GroupByImageId" >> beam.CoGroupByKey()
         | "BuildRecords" >> beam.ParDo(record_dofns.BuildAnnotatedRecords(
-            args.image_dir, label_map_json, args.include_masks)).with_outputs(
-                record_dofns.ERRORS, main="records"))
+            label_map_json, args.include_masks)).with_outputs(record_dofns.ERRORS, main="records"))
     errors = ((entries[record_dofns.ERRORS], built[record_dofns.ERRORS])
               | "AllErrors" >> beam.Flatten())
     _write_outputs(built.records, errors, args.output_file_prefix, args.num_shards)
 
 
 def build_image_only(pipeline: beam.Pipeline, args: argparse.Namespace) -> None:
-    pattern, root = _image_glob(args.image_dir)
+    pattern, root = image_paths.glob_and_root(args.image_dir)
     built = (
         pipeline
         | "MatchImages" >> fileio.MatchFiles(pattern)
@@ -111,16 +117,13 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -
 
     with_annotations = args.object_annotations_file is not None
     if with_annotations:
-        if _GLOB_CHARS.search(args.image_dir):
-            raise SystemExit("--image_dir must be a directory when --object_annotations_file is "
-                             "given (file_name entries are relative to it)")
         summary = scan_annotations(args.object_annotations_file)
         labels_path = args.output_file_prefix + "-labels.json"
         _write_text(labels_path, summary.label_map.dumps())
         logging.info("annotation file: %d images, %d annotations; label map -> %s",
                      summary.num_images, summary.num_annotations, labels_path)
     else:
-        pattern, _ = _image_glob(args.image_dir)
+        pattern, _ = image_paths.glob_and_root(args.image_dir)
         if not FileSystems.match([pattern])[0].metadata_list:
             raise SystemExit(f"no file matches --image_dir {args.image_dir} ({pattern})")
 

@@ -5,7 +5,7 @@ annotations_read / written / skipped, plus ``images_failed.<code>``,
 ``annotations_skipped.<code>``, ``images_converted`` and ``images_resized``.
 """
 import json
-from typing import Any, Dict, Iterable, List
+from typing import Any, Dict, Iterable, List, Optional
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
@@ -16,6 +16,7 @@ from beam_pipelines import dead_letters
 from beam_pipelines.coco_scan import STREAMED_KEYS
 from beam_pipelines.image_files import InvalidImage, PreparedImage
 from beam_pipelines.image_ids import image_id_from_path
+from beam_pipelines.image_paths import relative_path
 from beam_pipelines.json_stream import iter_top_level
 from beam_pipelines.record_builder import (
     BuiltRecord, build_annotated_record, build_image_only_record, parse_image_entry)
@@ -104,13 +105,13 @@ class StreamCocoEntries(beam.DoFn):
 
 
 class BuildAnnotatedRecords(beam.DoFn):
-    """(image_id, {'images': [entry], 'annotations': [...]}) -> serialized record.
+    """(image_id, {'images': [(entry, path)], 'annotations': [...]}) -> serialized record.
 
+    ``path`` is the image file (None when no file was found for the entry).
     Failed images and skipped annotations go to the ``errors`` output.
     """
 
-    def __init__(self, image_dir: str, label_map_json: str, include_masks: bool):
-        self._image_dir = image_dir
+    def __init__(self, label_map_json: str, include_masks: bool):
         self._label_map_json = label_map_json
         self._include_masks = include_masks
         self._label_map = None
@@ -120,25 +121,29 @@ class BuildAnnotatedRecords(beam.DoFn):
 
     def process(self, element) -> Iterable[Any]:
         image_id, grouped = element
-        entries = list(grouped[IMAGES])
+        located = list(grouped[IMAGES])
         # Grouping does not keep file order; sorting by id makes records reproducible.
         annotations = sorted(grouped[ANNOTATIONS], key=_annotation_order)
         _count("annotations_read", len(annotations))
-        if not entries:
+        if not located:
             for annotation in annotations:
                 yield TaggedOutput(ERRORS, self._skip(
                     image_id, None, annotation.get("id"), "unknown_image",
                     f"image_id {image_id} is not in 'images'"))
             return
-        for entry in entries:
-            yield from self._build(image_id, entry, annotations)
+        for entry, path in located:
+            yield from self._build(image_id, entry, path, annotations)
 
-    def _build(self, image_id: int, raw_entry: Dict, annotations: List[Any]) -> Iterable[Any]:
+    def _build(self, image_id: int, raw_entry: Dict, path: Optional[str],
+               annotations: List[Any]) -> Iterable[Any]:
         _count("images_read")
         filename = raw_entry.get("file_name")
         try:
             entry = parse_image_entry(raw_entry)
-            data = read_file(FileSystems.join(self._image_dir, entry.file_name))
+            if path is None:
+                raise InvalidImage("missing_file", f"no file matched by --image_dir is named "
+                                                   f"{entry.file_name}")
+            data = read_file(path)
             built: BuiltRecord = build_annotated_record(
                 entry, annotations, data, self._label_map, self._include_masks)
         except InvalidImage as exc:
@@ -173,12 +178,12 @@ class BuildImageOnlyRecords(beam.DoFn):
     """
 
     def __init__(self, root: str):
-        self._root = root.rstrip("/") + "/" if root else ""
+        self._root = root
 
     def process(self, readable_file) -> Iterable[Any]:
         _count("images_read")
         path = readable_file.metadata.path
-        relative = path[len(self._root):] if path.startswith(self._root) else path
+        relative = relative_path(path, self._root)
         image_id = image_id_from_path(relative)
         try:
             try:

@@ -169,11 +169,12 @@ def memory(args) -> None:
     print(f"annotation file: {os.path.getsize(json_path) / 2**20:.0f} MiB", flush=True)
 
     imports, _ = _peak_mib("import beam_pipelines.make_records")
-    scan, _ = _peak_mib("from beam_pipelines.coco_scan import scan_annotations\n"
+    scan, _ = _peak_mib("import beam_pipelines.make_records\n"
+                        "from beam_pipelines.coco_scan import scan_annotations\n"
                         "s = scan_annotations(sys.argv[1]); print(s.num_images, s.num_annotations)",
                         json_path)
     loaded, _ = _peak_mib("import json\nd = json.load(open(sys.argv[1]))", json_path)
-    print(f"launcher peak RSS: {scan:.0f} MiB (imports alone {imports:.0f} MiB); "
+    print(f"launcher peak RSS: {scan:.0f} MiB, of which imports {imports:.0f} MiB; "
           f"json.load of the same file: {loaded:.0f} MiB", flush=True)
     if args.skip_pipeline:
         return

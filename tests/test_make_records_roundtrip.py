@@ -113,3 +113,23 @@ def test_multi_processing_workers(all_forms_dataset, tmp_path):
     records = read_records(prefix, label_map.num_attributes)
     assert counters["images_written"] == len(records) == 24
     assert_records_match_coco(prefix, json_path, records)
+
+
+def test_image_dir_glob_with_annotations(all_forms_dataset, tmp_path):
+    """Entries are joined to the files a glob matches by path below the glob's fixed part."""
+    json_path, image_dir = all_forms_dataset
+    with open(json_path) as stream:
+        document = json.load(stream)
+    jpegs = [i for i in document["images"] if i["file_name"].endswith(".jpg")]
+    pngs = [i for i in document["images"] if i["file_name"].endswith(".png")]
+    prefix = str(tmp_path / "glob")
+    counters = run_make_records("--image_dir", os.path.join(image_dir, "*.jpg"),
+                                "--object_annotations_file", json_path,
+                                "--output_file_prefix", prefix, "--num_shards", "1")
+    assert counters["images_read"] == len(document["images"])
+    assert counters["images_written"] == len(jpegs) and counters["images_failed"] == len(pngs)
+    failed = {row["filename"]: row["code"] for row in read_errors(prefix)}
+    assert failed == {i["file_name"]: "missing_file" for i in pngs}
+    records = read_records(prefix, read_label_map(prefix).num_attributes)
+    assert sorted(r["filename"].decode() for r in records) == sorted(i["file_name"] for i in jpegs)
+    assert_records_match_coco(prefix, json_path, records)
