@@ -8,8 +8,9 @@
 
 Writes PREFIX-SSSSS-of-NNNNN.tfrecord, PREFIX-labels.json (with annotations) and
 PREFIX-errors-SSSSS-of-NNNNN.jsonl (one JSON object per failed image or skipped
-annotation). The annotation file is checked by streaming it in the launcher and
-read again inside the pipeline from its path: it never travels in the job graph.
+annotation). The launcher streams the annotation file once to check it and to cut
+its arrays into byte ranges; workers read those ranges from the file's path, so
+the file never travels in the job graph nor is it held whole anywhere.
 Without --object_annotations_file, every file matched by --image_dir becomes an
 image-only record (prediction input).
 """
@@ -23,7 +24,8 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
 
 from beam_pipelines import image_paths, record_dofns
-from beam_pipelines.coco_scan import AnnotationFileError, scan_annotations
+from beam_pipelines.coco_scan import (ELEMENTS_PER_RANGE, AnnotationFileError, AnnotationSummary,
+                                      scan_annotations)
 from beam_pipelines.pipeline_metrics import counter_values, summary_line
 from beam_pipelines.runner_choice import create_pipeline
 
@@ -40,6 +42,9 @@ def parse_args(argv: Optional[Sequence[str]]) -> Tuple[argparse.Namespace, List[
                         help="COCO/Fashionpedia JSON (local or gs://). Without it: image-only records.")
     parser.add_argument("--output_file_prefix", required=True, help="Output prefix, local or gs://.")
     parser.add_argument("--num_shards", type=int, default=32, help="Number of TFRecord shards.")
+    parser.add_argument("--json_elements_per_range", type=int, default=ELEMENTS_PER_RANGE,
+                        help="Images/annotations per byte range of the annotation file that one "
+                             "worker reads (smaller ranges spread the reading wider).")
     parser.add_argument("--include_masks", dest="include_masks", action="store_true", default=True,
                         help="Store one PNG mask per instance (the default).")
     parser.add_argument("--noinclude_masks", "--no_include_masks", dest="include_masks",
@@ -73,18 +78,21 @@ def _locate_images(pipeline: beam.Pipeline, keyed_entries, image_dir: str):
             | "AttachPaths" >> beam.FlatMap(image_paths.attach_matched_paths))
 
 
-def build_annotated(pipeline: beam.Pipeline, args: argparse.Namespace, label_map_json: str) -> None:
+def build_annotated(pipeline: beam.Pipeline, args: argparse.Namespace,
+                    summary: AnnotationSummary) -> None:
     entries = (
         pipeline
-        | "AnnotationFilePath" >> beam.Create([args.object_annotations_file])
-        | "StreamCocoJson" >> beam.ParDo(record_dofns.StreamCocoEntries()).with_outputs(
-            record_dofns.IMAGES, record_dofns.ANNOTATIONS, record_dofns.ERRORS))
+        | "AnnotationFileRanges" >> beam.Create(summary.ranges)
+        | "SpreadRanges" >> beam.Reshuffle()
+        | "ReadCocoJson" >> beam.ParDo(record_dofns.ReadCocoRange(
+            args.object_annotations_file)).with_outputs(
+                record_dofns.IMAGES, record_dofns.ANNOTATIONS, record_dofns.ERRORS))
     located = _locate_images(pipeline, entries[record_dofns.IMAGES], args.image_dir)
     built = (
         {record_dofns.IMAGES: located, record_dofns.ANNOTATIONS: entries[record_dofns.ANNOTATIONS]}
         | "GroupByImageId" >> beam.CoGroupByKey()
         | "BuildRecords" >> beam.ParDo(record_dofns.BuildAnnotatedRecords(
-            label_map_json, args.include_masks)).with_outputs(record_dofns.ERRORS, main="records"))
+            summary.label_map.dumps(), args.include_masks)).with_outputs(record_dofns.ERRORS, main="records"))
     errors = ((entries[record_dofns.ERRORS], built[record_dofns.ERRORS])
               | "AllErrors" >> beam.Flatten())
     _write_outputs(built.records, errors, args.output_file_prefix, args.num_shards)
@@ -110,18 +118,18 @@ def _write_text(path: str, text: str) -> None:
 def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -> Dict[str, int]:
     """Runs the pipeline to completion and returns its counters by name."""
     args, beam_args = parse_args(argv)
-    if args.num_shards < 1:
-        raise SystemExit("--num_shards must be >= 1")
+    if args.num_shards < 1 or args.json_elements_per_range < 1:
+        raise SystemExit("--num_shards and --json_elements_per_range must be >= 1")
     options = PipelineOptions(beam_args)
     options.view_as(SetupOptions).save_main_session = save_main_session
 
     with_annotations = args.object_annotations_file is not None
     if with_annotations:
-        summary = scan_annotations(args.object_annotations_file)
+        summary = scan_annotations(args.object_annotations_file, args.json_elements_per_range)
         labels_path = args.output_file_prefix + "-labels.json"
         _write_text(labels_path, summary.label_map.dumps())
-        logging.info("annotation file: %d images, %d annotations; label map -> %s",
-                     summary.num_images, summary.num_annotations, labels_path)
+        logging.info("annotation file: %d images, %d annotations in %d ranges; label map -> %s",
+                     summary.num_images, summary.num_annotations, len(summary.ranges), labels_path)
     else:
         pattern, _ = image_paths.glob_and_root(args.image_dir)
         if not FileSystems.match([pattern])[0].metadata_list:
@@ -129,7 +137,7 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -
 
     pipeline = create_pipeline(options)
     if with_annotations:
-        build_annotated(pipeline, args, summary.label_map.dumps())
+        build_annotated(pipeline, args, summary)
     else:
         build_image_only(pipeline, args)
     result = pipeline.run()

@@ -13,11 +13,11 @@ from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
 
 from beam_pipelines import dead_letters
-from beam_pipelines.coco_scan import STREAMED_KEYS
+from beam_pipelines.coco_scan import ElementRange
 from beam_pipelines.image_files import InvalidImage, PreparedImage
 from beam_pipelines.image_ids import image_id_from_path
 from beam_pipelines.image_paths import relative_path
-from beam_pipelines.json_stream import iter_top_level
+from beam_pipelines.json_stream import JsonStreamError, read_elements
 from beam_pipelines.record_builder import (
     BuiltRecord, build_annotated_record, build_image_only_record, parse_image_entry)
 from model.label_map import LabelMap
@@ -61,20 +61,26 @@ def _count_image(image: PreparedImage) -> None:
     _count("images_resized", int(image.resized_from is not None))
 
 
-class StreamCocoEntries(beam.DoFn):
-    """Annotation file path -> (image_id, image entry) and (image_id, annotation).
+class ReadCocoRange(beam.DoFn):
+    """ElementRange of the annotation file -> (image_id, image entry) and (image_id, annotation).
 
-    The file is streamed, never held whole. Main output: none. Tagged outputs:
-    ``images``, ``annotations`` and ``errors`` (entries without a usable id).
+    Reads only the range's bytes. Main output: none. Tagged outputs: ``images``,
+    ``annotations`` and ``errors`` (entries without a usable id).
     """
 
-    def process(self, path: str) -> Iterable[Any]:
-        with FileSystems.open(path) as stream:
-            for key, value in iter_top_level(stream, STREAMED_KEYS):
-                if key == IMAGES:
-                    yield from self._image(value)
-                elif key == ANNOTATIONS:
-                    yield from self._annotation(value)
+    def __init__(self, path: str):
+        self._path = path
+
+    def process(self, element_range: ElementRange) -> Iterable[Any]:
+        with FileSystems.open(self._path) as stream:
+            elements = read_elements(stream, element_range.start, element_range.end)
+        if len(elements) != element_range.count:
+            raise JsonStreamError(
+                f"{self._path} changed while the job ran: bytes {element_range.start}-"
+                f"{element_range.end} hold {len(elements)} elements, {element_range.count} expected")
+        route = self._image if element_range.key == IMAGES else self._annotation
+        for element in elements:
+            yield from route(element)
 
     @staticmethod
     def _image(entry: Any) -> Iterable[TaggedOutput]:

@@ -136,7 +136,7 @@ def test_malformed_json_fails_before_the_pipeline(tmp_path):
                       "--output_file_prefix", str(tmp_path / "out" / "x"))
     assert result.returncode != 0
     assert "not valid COCO JSON" in result.stderr
-    assert f"at character {stdlib_error.value.pos}" in result.stderr
+    assert f"at byte {stdlib_error.value.pos}" in result.stderr  # ASCII: bytes are characters
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "out").exists()
 
@@ -210,3 +210,20 @@ def test_no_matching_image_is_a_clear_error(tmp_path):
     with pytest.raises(SystemExit, match="no file matches"):
         run_make_records("--image_dir", str(tmp_path / "empty" / "*.jpg"),
                          "--output_file_prefix", str(tmp_path / "x"))
+
+
+def test_scan_cuts_arrays_into_ranges_that_cover_every_element(all_forms_dataset):
+    from beam_pipelines.coco_scan import scan_annotations
+    from beam_pipelines.json_stream import read_elements
+    json_path, _ = all_forms_dataset
+    with open(json_path) as stream:
+        document = json.load(stream)
+    summary = scan_annotations(json_path, elements_per_range=7)
+    for key in ("images", "annotations"):
+        ranges = [r for r in summary.ranges if r.key == key]
+        assert [r.count for r in ranges[:-1]] == [7] * (len(ranges) - 1)
+        elements = []
+        with open(json_path, "rb") as stream:
+            for element_range in ranges:
+                elements += read_elements(stream, element_range.start, element_range.end)
+        assert elements == document[key]

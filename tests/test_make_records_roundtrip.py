@@ -108,10 +108,12 @@ def test_multi_processing_workers(all_forms_dataset, tmp_path):
     prefix = str(tmp_path / "mp")
     counters = run_make_records("--image_dir", image_dir, "--object_annotations_file", json_path,
                                 "--output_file_prefix", prefix, "--num_shards", "2",
+                                "--json_elements_per_range", "10",  # several ranges per array
                                 "--direct_running_mode=multi_processing", "--direct_num_workers=2")
     label_map = read_label_map(prefix)
     records = read_records(prefix, label_map.num_attributes)
     assert counters["images_written"] == len(records) == 24
+    assert counters["annotations_written"] == sum(len(r["groundtruth_classes"]) for r in records)
     assert_records_match_coco(prefix, json_path, records)
 
 
