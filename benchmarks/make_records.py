@@ -89,9 +89,10 @@ def throughput(args) -> None:
 
     print(f"marginal images per CPU-second (per core): make_records {marginal(0, 1):.1f}, "
           f"baseline {marginal(1, 1):.1f}")
-    print(f"marginal images per wall second: make_records {marginal(0, 0):.1f} "
-          f"({args.running_mode}, {args.workers} workers), baseline {marginal(1, 0):.1f} "
-          f"({args.workers} pool processes)")
+    ours_setup = ("in_memory, one process" if args.running_mode == "in_memory"
+                  else f"{args.running_mode}, {args.workers} workers")
+    print(f"marginal images per wall second: make_records {marginal(0, 0):.1f} ({ours_setup}), "
+          f"baseline {marginal(1, 0):.1f} ({args.workers} pool processes)")
     print(f"ratio per core (make_records / baseline) = {marginal(0, 1) / marginal(1, 1):.2f}x; "
           f"wall-clock ratio = {marginal(0, 0) / marginal(1, 0):.2f}x")
 
@@ -150,11 +151,12 @@ _PEAK = ("import resource, sys\n{body}\n"
 
 
 def _peak_mib(body: str, *argv: str):
+    """(peak RSS of the process, of its largest waited-for descendant) in MiB, and its stdout."""
     output = subprocess.run([sys.executable, "-c", _PEAK.format(body=body), *argv], check=True,
                             cwd=REPO, env=_ENV, capture_output=True, text=True).stdout
     line = [row for row in output.splitlines() if row.startswith("PEAK")][-1]
     _, self_kb, child_kb = line.split()
-    return int(self_kb) / 1024, int(child_kb) / 1024
+    return int(self_kb) / 1024, int(child_kb) / 1024, output
 
 
 def memory(args) -> None:
@@ -168,24 +170,25 @@ def memory(args) -> None:
         os.replace(json_path + ".partial", json_path)
     print(f"annotation file: {os.path.getsize(json_path) / 2**20:.0f} MiB", flush=True)
 
-    imports, _ = _peak_mib("import beam_pipelines.make_records")
-    scan, _ = _peak_mib("import beam_pipelines.make_records\n"
+    imports, _, _ = _peak_mib("import beam_pipelines.make_records")
+    scan, _, _ = _peak_mib("import beam_pipelines.make_records\n"
                         "from beam_pipelines.coco_scan import scan_annotations\n"
                         "s = scan_annotations(sys.argv[1]); print(s.num_images, s.num_annotations)",
                         json_path)
-    loaded, _ = _peak_mib("import json\nd = json.load(open(sys.argv[1]))", json_path)
+    loaded, _, _ = _peak_mib("import json\nd = json.load(open(sys.argv[1]))", json_path)
     print(f"launcher peak RSS: {scan:.0f} MiB, of which imports {imports:.0f} MiB; "
           f"json.load of the same file: {loaded:.0f} MiB", flush=True)
     if args.skip_pipeline:
         return
     start = time.perf_counter()
-    runner, worker = _peak_mib(
+    runner, worker, output = _peak_mib(
         "from beam_pipelines import make_records\nmake_records.run(sys.argv[1:])",
         "--image_dir", image_dir, "--object_annotations_file", json_path,
         "--output_file_prefix", os.path.join(work, "out", "r"), "--num_shards", "16",
         "--direct_running_mode=multi_processing", f"--direct_num_workers={args.workers}")
     print(f"pipeline ({args.workers} workers, {time.perf_counter() - start:.0f} s): runner process "
           f"peak RSS {runner:.0f} MiB, largest worker {worker:.0f} MiB")
+    print([row for row in output.splitlines() if row.startswith("images_read=")][-1])
 
 
 def main() -> None:
