@@ -4,7 +4,7 @@
   python benchmarks/make_records.py memory       # peak memory on a Fashionpedia-size JSON
 
 throughput: the same images go through make_records (DirectRunner) and through
-``seed_style_records.py`` (W pool processes). Each is run at two dataset sizes
+``classic_coco_records.py`` (W pool processes). Each is run at two dataset sizes
 and marginal rates (extra images / extra seconds) are reported, so interpreter
 and runner start-up cancel out: per CPU-second (user + system time of the whole
 process tree, i.e. per core) and per wall second. Prints both ratios.
@@ -76,7 +76,7 @@ def throughput(args) -> None:
                        "--num_shards", "8", f"--direct_running_mode={args.running_mode}",
                        f"--direct_num_workers={args.workers}"])
         os.makedirs(os.path.join(work, f"base-{count}"), exist_ok=True)
-        base = _timed([sys.executable, os.path.join(REPO, "benchmarks", "seed_style_records.py"),
+        base = _timed([sys.executable, os.path.join(REPO, "benchmarks", "classic_coco_records.py"),
                        subset, image_dir, os.path.join(work, f"base-{count}", "r"), "8",
                        str(args.workers)])
         results[count] = (ours, base)

@@ -5,7 +5,7 @@ JPEG through a temporary file; each mask rasterised with pycocotools and written
 as an 8-bit PNG with Pillow's defaults; examples built in a multiprocessing pool
 and written to round-robin shards by the parent. Used only by the benchmark.
 
-  python benchmarks/seed_style_records.py JSON IMAGE_DIR OUTPUT_PREFIX NUM_SHARDS NUM_PROCESSES
+  python benchmarks/classic_coco_records.py JSON IMAGE_DIR OUTPUT_PREFIX NUM_SHARDS NUM_PROCESSES
 """
 import collections
 import hashlib
