@@ -33,6 +33,16 @@ def _count(name: str, value: int = 1) -> None:
         Metrics.counter(NAMESPACE, name).inc(value)
 
 
+def _count_failed_image(code: str) -> None:
+    _count("images_failed")
+    _count(f"images_failed.{code}")
+
+
+def _count_skipped_annotations(code: str, number: int = 1) -> None:
+    _count("annotations_skipped", number)
+    _count(f"annotations_skipped.{code}", number)
+
+
 def _valid_id(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -89,8 +99,7 @@ class ReadCocoRange(beam.DoFn):
             yield TaggedOutput(IMAGES, (image_id, entry))
             return
         _count("images_read")
-        _count("images_failed")
-        _count("images_failed.malformed_image_entry")
+        _count_failed_image("malformed_image_entry")
         filename = entry.get("file_name") if isinstance(entry, dict) else None
         yield TaggedOutput(ERRORS, dead_letters.failed_image(
             image_id, filename, "malformed_image_entry", f"image id {image_id!r} is not an integer"))
@@ -102,8 +111,7 @@ class ReadCocoRange(beam.DoFn):
             yield TaggedOutput(ANNOTATIONS, (image_id, annotation))
             return
         _count("annotations_read")
-        _count("annotations_skipped")
-        _count("annotations_skipped.malformed_annotation")
+        _count_skipped_annotations("malformed_annotation")
         annotation_id = annotation.get("id") if isinstance(annotation, dict) else None
         yield TaggedOutput(ERRORS, dead_letters.skipped_annotation(
             image_id, None, annotation_id, "malformed_annotation",
@@ -153,10 +161,8 @@ class BuildAnnotatedRecords(beam.DoFn):
             built: BuiltRecord = build_annotated_record(
                 entry, annotations, data, self._label_map, self._include_masks)
         except InvalidImage as exc:
-            _count("images_failed")
-            _count(f"images_failed.{exc.code}")
-            _count("annotations_skipped", len(annotations))
-            _count("annotations_skipped.image_failed", len(annotations))
+            _count_failed_image(exc.code)
+            _count_skipped_annotations("image_failed", len(annotations))
             failure = dead_letters.failed_image(image_id, filename, exc.code, str(exc))
             failure["num_annotations"] = len(annotations)
             yield TaggedOutput(ERRORS, failure)
@@ -171,8 +177,7 @@ class BuildAnnotatedRecords(beam.DoFn):
 
     @staticmethod
     def _skip(image_id, filename, annotation_id, code, reason) -> Dict[str, Any]:
-        _count("annotations_skipped")
-        _count(f"annotations_skipped.{code}")
+        _count_skipped_annotations(code)
         return dead_letters.skipped_annotation(image_id, filename, annotation_id, code, reason)
 
 
@@ -198,8 +203,7 @@ class BuildImageOnlyRecords(beam.DoFn):
                 raise InvalidImage("unreadable_file", f"cannot read {path}: {exc}") from None
             built = build_image_only_record(relative, str(image_id), data)
         except InvalidImage as exc:
-            _count("images_failed")
-            _count(f"images_failed.{exc.code}")
+            _count_failed_image(exc.code)
             yield TaggedOutput(ERRORS, dead_letters.failed_image(image_id, relative, exc.code, str(exc)))
             return
         _count("images_written")
