@@ -16,6 +16,7 @@ REQUIRED = [
     "pycocotools>=2.0.7",
     "numpy>=1.26,<2",
     "pillow>=10",
+    "pyyaml>=6",
 ]
 
 TEST = [
@@ -32,6 +33,7 @@ setuptools.setup(
     ),
     python_requires=">=3.10,<3.12",
     packages=setuptools.find_packages(include=["beam_pipelines*", "model*", "tpu*"]),
+    package_data={"model": ["configs/*.yaml"]},
     install_requires=REQUIRED,
     extras_require={"test": TEST},
 )

@@ -1,0 +1,120 @@
+"""Builds an ExperimentConfig from a preset or YAML file plus ``key.sub=value`` overrides.
+
+Unknown keys and values of the wrong type are errors that name the dotted key.
+Override values are read as YAML scalars/lists (``0.5``, ``true``, ``[1, 2]``).
+"""
+import dataclasses
+import os
+import typing
+from typing import Any, Dict, Optional, Sequence
+
+import yaml
+
+from model.config.schema import ExperimentConfig
+
+PRESET_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+
+
+class ConfigError(ValueError):
+    """A configuration key or value is invalid; the message names the dotted key."""
+
+
+def preset_names():
+    return sorted(name[:-5] for name in os.listdir(PRESET_DIR) if name.endswith(".yaml"))
+
+
+def _read_yaml(preset_or_path: str) -> Dict[str, Any]:
+    path = os.path.join(PRESET_DIR, preset_or_path + ".yaml")
+    if not os.path.exists(path):
+        path = preset_or_path
+    if not os.path.exists(path):
+        raise ConfigError(f"{preset_or_path!r} is neither a preset ({', '.join(preset_names())}) "
+                          "nor a YAML file")
+    with open(path) as stream:
+        data = yaml.safe_load(stream) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping at the top level")
+    return data
+
+
+def _apply_override(data: Dict[str, Any], override: str) -> None:
+    key, separator, text = override.partition("=")
+    if not separator or not key:
+        raise ConfigError(f"override {override!r} must look like key.sub=value")
+    node = data
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"{key}: {part} is not a section")
+        node = child
+    node[parts[-1]] = yaml.safe_load(text)
+
+
+def _convert(value: Any, kind: Any, key: str) -> Any:
+    origin = typing.get_origin(kind)
+    if dataclasses.is_dataclass(kind):
+        return _build(kind, value, key)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        item_kind = typing.get_args(kind)[0]
+        return tuple(_convert(item, item_kind, f"{key}[{i}]") for i, item in enumerate(value))
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if kind is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if kind is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{key}: unsupported type {kind}")
+
+
+def _build(cls, data: Any, prefix: str):
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = {field.name for field in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        dotted = ", ".join(f"{prefix}.{name}" if prefix else name for name in unknown)
+        raise ConfigError(f"unknown config key(s): {dotted}")
+    values = {}
+    for name, value in data.items():
+        key = f"{prefix}.{name}" if prefix else name
+        values[name] = _convert(value, hints[name], key)
+    default = cls()
+    for name in names - set(values):
+        values[name] = getattr(default, name)
+    return cls(**values)
+
+
+def load_config(preset_or_path: Optional[str] = None,
+                overrides: Sequence[str] = ()) -> ExperimentConfig:
+    """A preset name (see ``model/configs``) or YAML path, then overrides in order."""
+    data = _read_yaml(preset_or_path) if preset_or_path else {}
+    for override in overrides:
+        _apply_override(data, override)
+    return _build(ExperimentConfig, data, "")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return value
+
+
+def to_yaml(config: ExperimentConfig) -> str:
+    """The fully resolved config as YAML; ``load_config`` of it gives an equal config."""
+    return yaml.safe_dump(_plain(dataclasses.asdict(config)), sort_keys=False)

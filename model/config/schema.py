@@ -1,0 +1,151 @@
+"""The experiment configuration, as typed dataclasses with the defaults of the
+Fashionpedia Mask R-CNN recipes. Presets (``model/configs/*.yaml``) override them.
+
+Units: sizes in pixels, IoU thresholds in [0, 1], learning rates per step.
+"""
+import dataclasses
+from typing import Tuple
+
+
+@dataclasses.dataclass
+class BackboneConfig:
+    type: str = "resnet"
+    depth: int = 50  # 18, 34, 50 or 101
+    width_multiplier: float = 1.0  # scales every stage's filters (small models)
+    freeze_bn: bool = False
+
+
+@dataclasses.dataclass
+class FpnConfig:
+    min_level: int = 2
+    max_level: int = 6
+    num_filters: int = 256
+
+
+@dataclasses.dataclass
+class AnchorConfig:
+    num_scales: int = 1
+    aspect_ratios: Tuple[float, ...] = (0.5, 1.0, 2.0)
+    anchor_size: float = 8.0  # anchor side at each level = anchor_size * 2**level
+
+
+@dataclasses.dataclass
+class RpnConfig:
+    num_convs: int = 1
+    num_filters: int = 256
+    use_bn: bool = False
+    foreground_iou: float = 0.7
+    background_iou: float = 0.3
+    samples_per_image: int = 256
+    foreground_fraction: float = 0.5
+    train_pre_nms_top_k: int = 2000
+    train_post_nms_top_k: int = 2000
+    test_pre_nms_top_k: int = 1000
+    test_post_nms_top_k: int = 1000
+    nms_iou: float = 0.7
+    min_box_size: float = 0.0
+
+
+@dataclasses.dataclass
+class RoiSamplerConfig:
+    samples_per_image: int = 512
+    foreground_fraction: float = 0.25
+    foreground_iou: float = 0.5
+    background_iou_high: float = 0.5
+    background_iou_low: float = 0.0
+
+
+@dataclasses.dataclass
+class BoxHeadConfig:
+    num_convs: int = 0
+    conv_filters: int = 256
+    num_fcs: int = 2
+    fc_dims: int = 1024
+    use_bn: bool = False
+    roi_size: int = 7
+
+
+@dataclasses.dataclass
+class MaskHeadConfig:
+    num_convs: int = 4
+    num_filters: int = 256
+    use_bn: bool = False
+    roi_size: int = 14
+    mask_size: int = 28
+    samples_per_image: int = 128
+
+
+@dataclasses.dataclass
+class AttributeHeadConfig:
+    enabled: bool = True
+    num_convs: int = 4
+    num_filters: int = 256
+    fc_dims: int = 1024
+    use_bn: bool = False
+    loss: str = "sigmoid"  # "sigmoid" or "focal"
+    focal_alpha: float = 0.25
+    focal_gamma: float = 2.0
+    loss_weight: float = 1.0
+
+
+@dataclasses.dataclass
+class PostprocessConfig:
+    pre_nms_top_k: int = 1000
+    score_threshold: float = 0.05
+    nms_iou: float = 0.5
+    max_detections: int = 100
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    num_classes: int = 47  # including background
+    num_attributes: int = 341
+    backbone: BackboneConfig = dataclasses.field(default_factory=BackboneConfig)
+    fpn: FpnConfig = dataclasses.field(default_factory=FpnConfig)
+    anchor: AnchorConfig = dataclasses.field(default_factory=AnchorConfig)
+    rpn: RpnConfig = dataclasses.field(default_factory=RpnConfig)
+    roi_sampler: RoiSamplerConfig = dataclasses.field(default_factory=RoiSamplerConfig)
+    box_head: BoxHeadConfig = dataclasses.field(default_factory=BoxHeadConfig)
+    mask_head: MaskHeadConfig = dataclasses.field(default_factory=MaskHeadConfig)
+    attribute_head: AttributeHeadConfig = dataclasses.field(default_factory=AttributeHeadConfig)
+    postprocess: PostprocessConfig = dataclasses.field(default_factory=PostprocessConfig)
+    l2_weight_decay: float = 4e-5
+    bfloat16: bool = False
+
+
+@dataclasses.dataclass
+class InputConfig:
+    image_size: int = 1024
+    aug_rand_hflip: bool = True
+    aug_scale_min: float = 0.5
+    aug_scale_max: float = 2.0
+    max_num_instances: int = 100
+    mask_crop_size: int = 112
+    shuffle_buffer: int = 1024
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    batch_size: int = 64
+    total_steps: int = 90000
+    learning_rate: float = 0.08
+    warmup_steps: int = 500
+    warmup_learning_rate: float = 0.0067
+    decay_steps: Tuple[int, ...] = (60000, 80000)
+    decay_factor: float = 0.1
+    momentum: float = 0.9
+    gradient_clip_norm: float = 0.0  # 0: no clipping
+
+
+@dataclasses.dataclass
+class EvalConfig:
+    batch_size: int = 8
+    num_images: int = 0  # 0: the whole eval set
+
+
+@dataclasses.dataclass
+class ExperimentConfig:
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    input: InputConfig = dataclasses.field(default_factory=InputConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
