@@ -1,0 +1,84 @@
+"""Multilevel RoIAlign with static shapes (gathers only, TPU-friendly).
+
+Each box is pooled from the FPN level that suits its size, level =
+floor(canonical_level + log2(sqrt(area) / canonical_size)) clipped to the
+available levels. Within the box, ``output_size`` x ``output_size`` bins each
+average ``sampling_ratio``^2 bilinear samples taken at the sub-bin centres, with
+the half-pixel offset of the "aligned" RoIAlign (feature cell i covers input
+pixels [i * stride, (i + 1) * stride)). Samples outside the feature map read 0.
+"""
+from typing import Dict
+
+import tensorflow as tf
+
+CANONICAL_LEVEL = 4
+CANONICAL_SIZE = 224.0
+
+
+def assign_levels(boxes: tf.Tensor, min_level: int, max_level: int) -> tf.Tensor:
+    """int32 [B, K] FPN level of each pixel box [B, K, 4]."""
+    height = boxes[..., 2] - boxes[..., 0]
+    width = boxes[..., 3] - boxes[..., 1]
+    size = tf.sqrt(tf.maximum(height * width, 1e-8))
+    level = tf.floor(CANONICAL_LEVEL + tf.math.log(size / CANONICAL_SIZE) / tf.math.log(2.0))
+    return tf.cast(tf.clip_by_value(level, min_level, max_level), tf.int32)
+
+
+def multilevel_roi_align(features: Dict[int, tf.Tensor], boxes: tf.Tensor, output_size: int,
+                         sampling_ratio: int = 2) -> tf.Tensor:
+    """Pools [B, K, output_size, output_size, C] from features {level: [B, H_l, W_l, C]}
+    for pixel boxes [B, K, 4] ([ymin, xmin, ymax, xmax] in input pixels)."""
+    levels = sorted(features)
+    batch = tf.shape(boxes)[0]
+    num_boxes = boxes.shape[1]
+    channels = features[levels[0]].shape[-1]
+    flat, offsets, heights, widths = [], [], [], []
+    total = 0
+    for level in levels:
+        height, width = features[level].shape[1], features[level].shape[2]
+        flat.append(tf.reshape(features[level], [batch, height * width, channels]))
+        offsets.append(total)
+        heights.append(height)
+        widths.append(width)
+        total += height * width
+    flat = tf.concat(flat, axis=1)  # [B, T, C]
+
+    level_index = assign_levels(boxes, levels[0], levels[-1]) - levels[0]  # [B, K]
+    pick = lambda values, dtype: tf.gather(tf.constant(values, dtype), level_index)  # noqa: E731
+    stride = tf.pow(2.0, tf.cast(level_index + levels[0], tf.float32))
+    offset, height, width = pick(offsets, tf.int32), pick(heights, tf.int32), pick(widths, tf.int32)
+
+    points = output_size * sampling_ratio
+    fractions = (tf.range(points, dtype=tf.float32) + 0.5) / points  # [P]
+    ymin, xmin, ymax, xmax = (boxes[..., i, tf.newaxis] / stride[..., tf.newaxis] for i in range(4))
+    ys = ymin + (ymax - ymin) * fractions - 0.5  # [B, K, P] in feature cells
+    xs = xmin + (xmax - xmin) * fractions - 0.5
+
+    def corners(coords, size):
+        size_f = tf.cast(size, tf.float32)[..., tf.newaxis]
+        inside = tf.logical_and(coords >= -1.0, coords <= size_f)
+        coords = tf.clip_by_value(coords, 0.0, size_f - 1.0)
+        low = tf.floor(coords)
+        high = tf.minimum(low + 1.0, size_f - 1.0)
+        frac = coords - low
+        return (tf.cast(low, tf.int32), tf.cast(high, tf.int32), frac, inside)
+
+    y0, y1, fy, y_inside = corners(ys, height)
+    x0, x1, fx, x_inside = corners(xs, width)
+    row_width = width[..., tf.newaxis, tf.newaxis]
+    base = offset[..., tf.newaxis, tf.newaxis]
+
+    def gather(yi, xi):  # [B, K, P] each -> [B, K, P, P, C]
+        index = base + yi[..., :, tf.newaxis] * row_width + xi[..., tf.newaxis, :]
+        values = tf.gather(flat, tf.reshape(index, [batch, -1]), batch_dims=1)
+        return tf.reshape(values, [batch, num_boxes, points, points, channels])
+
+    wy = fy[..., :, tf.newaxis, tf.newaxis]
+    wx = fx[..., tf.newaxis, :, tf.newaxis]
+    sampled = ((1 - wy) * (1 - wx) * gather(y0, x0) + (1 - wy) * wx * gather(y0, x1)
+               + wy * (1 - wx) * gather(y1, x0) + wy * wx * gather(y1, x1))
+    inside = tf.logical_and(y_inside[..., :, tf.newaxis], x_inside[..., tf.newaxis, :])
+    sampled *= tf.cast(inside, sampled.dtype)[..., tf.newaxis]
+    binned = tf.reshape(sampled, [batch, num_boxes, output_size, sampling_ratio,
+                                  output_size, sampling_ratio, channels])
+    return tf.reduce_mean(binned, axis=[3, 5])
