@@ -1,0 +1,136 @@
+"""Prediction heads of Attribute-Mask R-CNN (Keras layers, settings in constructors).
+
+Shapes: B images, K RoIs per image, A anchors per location, N classes incl.
+background, T attributes. Every head returns a dict.
+"""
+from typing import Dict, Sequence
+
+import tensorflow as tf
+
+
+def _conv_stack(count: int, filters: int, use_bn: bool, prefix: str):
+    layers = []
+    for index in range(count):
+        layers.append(tf.keras.layers.Conv2D(
+            filters, 3, padding="same", use_bias=not use_bn, name=f"{prefix}_conv{index}",
+            kernel_initializer=tf.keras.initializers.VarianceScaling(2.0, "fan_out")))
+        if use_bn:
+            layers.append(tf.keras.layers.BatchNormalization(name=f"{prefix}_bn{index}"))
+        layers.append(tf.keras.layers.ReLU())
+    return layers
+
+
+def _apply(layers, x, training):
+    for layer in layers:
+        x = layer(x, training=training) if isinstance(
+            layer, tf.keras.layers.BatchNormalization) else layer(x)
+    return x
+
+
+def _per_roi(x: tf.Tensor) -> tf.Tensor:
+    """[B, K, H, W, C] -> [B * K, H, W, C]."""
+    return tf.reshape(x, [-1] + x.shape.as_list()[2:])
+
+
+class RpnHead(tf.keras.layers.Layer):
+    """Per level: objectness logits [B, H, W, A] and box deltas [B, H, W, 4A].
+
+    Convolution weights are shared by all levels; batch-norm layers (when used)
+    are per level, since each level has its own statistics.
+    """
+
+    def __init__(self, num_anchors: int, num_convs: int, num_filters: int, use_bn: bool,
+                 levels: Sequence[int], **kwargs):
+        super().__init__(**kwargs)
+        self._convs = [tf.keras.layers.Conv2D(num_filters, 3, padding="same", use_bias=not use_bn,
+                                              name=f"conv{i}") for i in range(num_convs)]
+        self._norms = {level: [tf.keras.layers.BatchNormalization(name=f"bn_p{level}_{i}")
+                               for i in range(num_convs)] if use_bn else []
+                       for level in levels}
+        init = tf.keras.initializers.RandomNormal(stddev=0.01)
+        self._scores = tf.keras.layers.Conv2D(num_anchors, 1, kernel_initializer=init, name="scores")
+        self._boxes = tf.keras.layers.Conv2D(4 * num_anchors, 1, kernel_initializer=init, name="boxes")
+
+    def call(self, features: Dict[int, tf.Tensor], training=None) -> Dict[str, Dict[int, tf.Tensor]]:
+        scores, boxes = {}, {}
+        for level, x in features.items():
+            for index, conv in enumerate(self._convs):
+                x = conv(x)
+                if self._norms[level]:
+                    x = self._norms[level][index](x, training=training)
+                x = tf.nn.relu(x)
+            scores[level] = self._scores(x)
+            boxes[level] = self._boxes(x)
+        return {"scores": scores, "boxes": boxes}
+
+
+class BoxHead(tf.keras.layers.Layer):
+    """RoI features [B, K, S, S, C] -> class logits [B, K, N], class-specific deltas [B, K, N, 4]."""
+
+    def __init__(self, num_classes: int, num_convs: int, conv_filters: int, num_fcs: int,
+                 fc_dims: int, use_bn: bool, **kwargs):
+        super().__init__(**kwargs)
+        self._num_classes = num_classes
+        self._convs = _conv_stack(num_convs, conv_filters, use_bn, "box")
+        self._fcs = []
+        for index in range(num_fcs):
+            self._fcs.append(tf.keras.layers.Dense(fc_dims, use_bias=not use_bn, name=f"fc{index}"))
+            if use_bn:
+                self._fcs.append(tf.keras.layers.BatchNormalization(name=f"fc_bn{index}"))
+            self._fcs.append(tf.keras.layers.ReLU())
+        self._classes = tf.keras.layers.Dense(
+            num_classes, kernel_initializer=tf.keras.initializers.RandomNormal(stddev=0.01),
+            name="class_logits")
+        self._deltas = tf.keras.layers.Dense(
+            4 * num_classes, kernel_initializer=tf.keras.initializers.RandomNormal(stddev=0.001),
+            name="box_deltas")
+
+    def call(self, roi_features: tf.Tensor, training=None) -> Dict[str, tf.Tensor]:
+        batch, rois = tf.shape(roi_features)[0], roi_features.shape[1]
+        x = _apply(self._convs, _per_roi(roi_features), training)
+        x = tf.reshape(x, [tf.shape(x)[0], -1])
+        x = _apply(self._fcs, x, training)
+        return {
+            "class_logits": tf.reshape(self._classes(x), [batch, rois, self._num_classes]),
+            "box_deltas": tf.reshape(self._deltas(x), [batch, rois, self._num_classes, 4]),
+        }
+
+
+class MaskHead(tf.keras.layers.Layer):
+    """RoI features [B, K, S, S, C] -> mask logits [B, K, 2S, 2S, N] (one mask per class)."""
+
+    def __init__(self, num_classes: int, num_convs: int, num_filters: int, use_bn: bool, **kwargs):
+        super().__init__(**kwargs)
+        self._convs = _conv_stack(num_convs, num_filters, use_bn, "mask")
+        self._upsample = tf.keras.layers.Conv2DTranspose(num_filters, 2, strides=2,
+                                                         activation="relu", name="deconv")
+        self._logits = tf.keras.layers.Conv2D(num_classes, 1, name="mask_logits")
+
+    def call(self, roi_features: tf.Tensor, training=None) -> Dict[str, tf.Tensor]:
+        batch, rois = tf.shape(roi_features)[0], roi_features.shape[1]
+        x = _apply(self._convs, _per_roi(roi_features), training)
+        logits = self._logits(self._upsample(x))
+        return {"mask_logits": tf.reshape(logits, tf.concat([[batch, rois],
+                                                             tf.shape(logits)[1:]], 0))}
+
+
+class AttributeHead(tf.keras.layers.Layer):
+    """RoI features [B, K, S, S, C] -> attribute logits [B, K, T]: convs, flatten, fc, logits."""
+
+    def __init__(self, num_attributes: int, num_convs: int, num_filters: int, fc_dims: int,
+                 use_bn: bool, **kwargs):
+        super().__init__(**kwargs)
+        self._num_attributes = num_attributes
+        self._convs = _conv_stack(num_convs, num_filters, use_bn, "attribute")
+        self._fc = [tf.keras.layers.Dense(fc_dims, use_bias=not use_bn, name="fc")]
+        if use_bn:
+            self._fc.append(tf.keras.layers.BatchNormalization(name="fc_bn"))
+        self._fc.append(tf.keras.layers.ReLU())
+        self._logits = tf.keras.layers.Dense(num_attributes, name="attribute_logits")
+
+    def call(self, roi_features: tf.Tensor, training=None) -> Dict[str, tf.Tensor]:
+        batch, rois = tf.shape(roi_features)[0], roi_features.shape[1]
+        x = _apply(self._convs, _per_roi(roi_features), training)
+        x = _apply(self._fc, tf.reshape(x, [tf.shape(x)[0], -1]), training)
+        return {"attribute_logits": tf.reshape(self._logits(x),
+                                               [batch, rois, self._num_attributes])}
