@@ -1,0 +1,58 @@
+"""Detections from second-stage outputs: class-specific decoding, score threshold,
+class-specific NMS, and the best ``max_detections`` per image (static shapes)."""
+from typing import Dict
+
+import tensorflow as tf
+
+from model.modeling.roi_targets import BOX_WEIGHTS
+from model.ops import box_ops
+from model.ops.nms import batched_nms
+
+
+def detect(class_logits: tf.Tensor, box_deltas: tf.Tensor, rois: tf.Tensor, image_info: tf.Tensor,
+           pre_nms_top_k: int, score_threshold: float, nms_iou: float,
+           max_detections: int) -> Dict[str, tf.Tensor]:
+    """
+    Args:
+      class_logits: [B, R, N]; box_deltas: [B, R, N, 4]; rois: [B, R, 4] pixels.
+      image_info: [B, 4, 2] (row 1: scaled size, to clip to).
+
+    Returns (D = max_detections), best first:
+      boxes [B, D, 4] input pixels; classes int32 [B, D] model classes 1..N-1;
+      scores [B, D] (0 in unused slots); num_detections int32 [B].
+    """
+    batch, num_rois, num_classes = (tf.shape(class_logits)[0], class_logits.shape[1],
+                                    class_logits.shape[2])
+    probabilities = tf.nn.softmax(tf.cast(class_logits, tf.float32))[..., 1:]  # [B, R, N-1]
+    references = tf.tile(rois[:, :, tf.newaxis, :], [1, 1, num_classes - 1, 1])
+    boxes = box_ops.decode(tf.cast(box_deltas, tf.float32)[:, :, 1:, :], references, BOX_WEIGHTS)
+    boxes = box_ops.clip(boxes, image_info[:, 1, 0][:, tf.newaxis, tf.newaxis],
+                         image_info[:, 1, 1][:, tf.newaxis, tf.newaxis])
+    # One NMS problem per (image, class): fold classes into the batch.
+    per_class_boxes = tf.reshape(tf.transpose(boxes, [0, 2, 1, 3]), [-1, num_rois, 4])
+    per_class_scores = tf.reshape(tf.transpose(probabilities, [0, 2, 1]), [-1, num_rois])
+    k = min(pre_nms_top_k, num_rois)
+    top_scores, top_indices = tf.math.top_k(per_class_scores, k=k)
+    top_boxes = tf.gather(per_class_boxes, top_indices, batch_dims=1)
+    per_class_limit = min(max_detections, k)
+    kept, kept_scores, _ = batched_nms(top_boxes, top_scores, per_class_limit, nms_iou,
+                                       score_threshold=score_threshold)
+    kept_boxes = tf.gather(top_boxes, kept, batch_dims=1)
+    classes = tf.reshape(tf.range(1, num_classes), [1, num_classes - 1, 1])
+    classes = tf.reshape(tf.broadcast_to(classes, [batch, num_classes - 1, per_class_limit]),
+                         [batch, -1])
+    all_scores = tf.reshape(kept_scores, [batch, -1])
+    all_boxes = tf.reshape(kept_boxes, [batch, -1, 4])
+    shortfall = max_detections - (num_classes - 1) * per_class_limit
+    if shortfall > 0:  # fewer candidates than slots: pad with empty ones
+        all_scores = tf.pad(all_scores, [[0, 0], [0, shortfall]], constant_values=-1.0)
+        all_boxes = tf.pad(all_boxes, [[0, 0], [0, shortfall], [0, 0]])
+        classes = tf.pad(classes, [[0, 0], [0, shortfall]])
+    final_scores, order = tf.math.top_k(all_scores, k=max_detections)
+    valid = final_scores > 0.0
+    return {
+        "boxes": tf.where(valid[..., tf.newaxis], tf.gather(all_boxes, order, batch_dims=1), 0.0),
+        "classes": tf.where(valid, tf.gather(classes, order, batch_dims=1), 0),
+        "scores": tf.maximum(final_scores, 0.0),
+        "num_detections": tf.reduce_sum(tf.cast(valid, tf.int32), axis=-1),
+    }
