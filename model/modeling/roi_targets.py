@@ -31,8 +31,8 @@ def sample_rois(rois: tf.Tensor, gt_boxes: tf.Tensor, gt_classes: tf.Tensor,
         similarity, tf.logical_and(is_object, tf.logical_not(gt_is_crowd)), foreground_iou,
         background_iou_high, low_quality_matches=False,
         ignore_region=tf.logical_and(is_object, gt_is_crowd))
-    best = tf.reduce_max(tf.where(is_object[:, tf.newaxis, :], similarity, -1.0), axis=-1)
-    labels = tf.where(tf.logical_and(labels == matching.BACKGROUND, best < background_iou_low),
+    best = tf.reduce_max(tf.where(is_object[:, tf.newaxis, :], similarity, 0.0), axis=-1)
+    labels = tf.where(tf.logical_and(tf.equal(labels, matching.BACKGROUND), best < background_iou_low),
                       matching.IGNORED, labels)
     labels = tf.where(candidate_ok, labels, matching.IGNORED)
     indices, is_valid, is_foreground = matching.balanced_sample(labels, samples_per_image,

@@ -49,7 +49,7 @@ def anchor_targets(anchors: tf.Tensor, gt_boxes: tf.Tensor, gt_classes: tf.Tenso
         ignore_region=tf.logical_and(is_object, gt_is_crowd))
     indices, is_valid, _ = matching.balanced_sample(labels, samples_per_image, foreground_fraction)
     sampled = scatter_flags(indices, is_valid, anchors.shape[0])
-    foreground = tf.cast(labels == matching.FOREGROUND, tf.float32)
+    foreground = tf.cast(tf.equal(labels, matching.FOREGROUND), tf.float32)
     matched_boxes = tf.gather(gt_boxes, matched, batch_dims=1)
     return {
         "score_targets": foreground,

@@ -47,7 +47,7 @@ def match(similarity: tf.Tensor, valid: tf.Tensor, foreground_threshold: float,
     if ignore_region is not None:
         crowd = tf.where(ignore_region[:, tf.newaxis, :], similarity, -1.0)
         near_crowd = tf.reduce_max(crowd, axis=-1) >= background_threshold
-        labels = tf.where(tf.logical_and(labels == BACKGROUND, near_crowd), IGNORED, labels)
+        labels = tf.where(tf.logical_and(tf.equal(labels, BACKGROUND), near_crowd), IGNORED, labels)
     return matched, tf.cast(labels, tf.int32)
 
 
@@ -72,8 +72,8 @@ def balanced_sample(labels: tf.Tensor, num_samples: int, foreground_fraction: fl
         values, indices = tf.math.top_k(scores, k=k)
         return indices, values >= 0.0
 
-    foreground, foreground_ok = top(labels == FOREGROUND)
-    background, background_ok = top(labels == BACKGROUND)
+    foreground, foreground_ok = top(tf.equal(labels, FOREGROUND))
+    background, background_ok = top(tf.equal(labels, BACKGROUND))
     max_foreground = int(round(num_samples * foreground_fraction))
     slots = tf.range(k)[tf.newaxis, :]
     foreground_ok = foreground_ok & (slots < max_foreground)
