@@ -4,6 +4,7 @@ Anchors and boxes are [ymin, xmin, ymax, xmax] in pixels of the padded input.
 """
 from typing import Dict
 
+import numpy as np
 import tensorflow as tf
 
 from model.ops import box_ops, matching
@@ -12,7 +13,7 @@ from model.ops.nms import batched_nms
 
 def flatten_levels(per_level: Dict[int, tf.Tensor], last_dim: int) -> tf.Tensor:
     """{level: [B, H, W, A * last_dim]} -> [B, sum(H * W * A), last_dim] in level order."""
-    return tf.concat([tf.reshape(value, [tf.shape(value)[0], -1, last_dim])
+    return tf.concat([tf.reshape(value, [-1, int(np.prod(value.shape[1:])) // last_dim, last_dim])
                       for _, value in sorted(per_level.items())], axis=1)
 
 
@@ -78,10 +79,10 @@ def generate_proposals(scores: Dict[int, tf.Tensor], deltas: Dict[int, tf.Tensor
     valid_width = image_info[:, 1, 1][:, tf.newaxis]
     all_boxes, all_scores = [], []
     for level in sorted(scores):
-        level_scores = tf.reshape(tf.cast(scores[level], tf.float32), [tf.shape(scores[level])[0], -1])
-        level_deltas = tf.reshape(tf.cast(deltas[level], tf.float32),
-                                  [tf.shape(deltas[level])[0], -1, 4])
-        k = min(pre_nms_top_k, level_scores.shape[1])
+        count = int(np.prod(scores[level].shape[1:]))  # static: H * W * A
+        level_scores = tf.reshape(tf.cast(scores[level], tf.float32), [-1, count])
+        level_deltas = tf.reshape(tf.cast(deltas[level], tf.float32), [-1, count, 4])
+        k = min(pre_nms_top_k, count)
         top_scores, top_indices = tf.math.top_k(level_scores, k=k)
         boxes = box_ops.decode(tf.gather(level_deltas, top_indices, batch_dims=1),
                                tf.gather(anchors[level], top_indices))
