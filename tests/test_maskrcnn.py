@@ -77,9 +77,10 @@ def test_a_few_steps_on_one_batch_lower_the_loss(train_records):
     assert history[-1] < history[0]
 
 
-@pytest.mark.parametrize("bfloat16", [False, True])
-def test_one_train_step_in_compat_v1_graph_mode(train_records, bfloat16):
-    config = _config(f"model.bfloat16={str(bfloat16).lower()}")
+@pytest.mark.parametrize("bfloat16, static_ops", [(False, False), (True, True)])
+def test_one_train_step_in_compat_v1_graph_mode(train_records, bfloat16, static_ops):
+    config = _config(f"model.bfloat16={str(bfloat16).lower()}",
+                     f"model.static_ops_for_tpu={str(static_ops).lower()}")
     images_value, labels_value = _batch(train_records, config)
     graph = tf.Graph()
     with graph.as_default():
@@ -106,8 +107,9 @@ def test_one_train_step_in_compat_v1_graph_mode(train_records, bfloat16):
     assert not np.allclose(before, after)
 
 
-def test_inference_outputs_have_static_shapes(train_records):
-    config = _config()
+@pytest.mark.parametrize("static_ops", [False, True])
+def test_inference_outputs_have_static_shapes(train_records, static_ops):
+    config = _config(f"model.static_ops_for_tpu={str(static_ops).lower()}")
     images, labels = _batch(train_records, config)
     model = AttributeMaskRCNN(config.model, 128)
     detections = model(images, labels["image_info"], training=False)["detections"]

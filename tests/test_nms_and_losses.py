@@ -59,3 +59,21 @@ def test_huber_and_empty_inputs_are_finite_zero():
     empty_ce = losses.softmax_cross_entropy(tf.zeros([0, 3]), tf.zeros([0], tf.int32),
                                             tf.zeros([0]), 0)
     assert float(empty) == 0.0 and float(empty_ce) == 0.0
+
+
+def test_detect_gives_the_same_detections_with_either_nms():
+    from model.modeling.postprocess import detect
+    rng = np.random.default_rng(8)
+    rois = np.concatenate([rng.uniform(0, 80, (2, 60, 2)), rng.uniform(90, 120, (2, 60, 2))], -1)
+    logits = tf.constant(rng.normal(0, 2, (2, 60, 5)), tf.float32)
+    deltas = tf.constant(rng.normal(0, 0.5, (2, 60, 5, 4)), tf.float32)
+    info = tf.constant([[[128.0, 128], [128, 128], [1, 1], [0, 0]]] * 2)
+    results = [detect(logits, deltas, tf.constant(rois, tf.float32), info, 60, 0.05, 0.5, 15,
+                      static_ops_for_tpu=static) for static in (True, False)]
+    padded, combined = results
+    np.testing.assert_array_equal(padded["num_detections"].numpy(),
+                                  combined["num_detections"].numpy())
+    assert int(padded["num_detections"][0]) > 3
+    np.testing.assert_allclose(padded["scores"].numpy(), combined["scores"].numpy(), atol=1e-6)
+    np.testing.assert_array_equal(padded["classes"].numpy(), combined["classes"].numpy())
+    np.testing.assert_allclose(padded["boxes"].numpy(), combined["boxes"].numpy(), atol=1e-4)

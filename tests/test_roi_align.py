@@ -1,7 +1,9 @@
 import numpy as np
 import tensorflow as tf
 
-from model.ops.roi_align import assign_levels, multilevel_roi_align
+import pytest
+
+from model.ops.roi_align import assign_levels, multilevel_roi_align, multilevel_roi_align_by_crops
 
 
 def _bilinear(feature, y, x):
@@ -33,7 +35,8 @@ def _reference(feature, box, stride, size, ratio):
     return out
 
 
-def test_roi_align_matches_a_loop_reference_on_each_level():
+@pytest.mark.parametrize("roi_align", [multilevel_roi_align, multilevel_roi_align_by_crops])
+def test_roi_align_matches_a_loop_reference_on_each_level(roi_align):
     rng = np.random.default_rng(0)
     features = {2: rng.normal(size=(2, 16, 16, 3)).astype(np.float32),
                 3: rng.normal(size=(2, 8, 8, 3)).astype(np.float32)}
@@ -42,7 +45,7 @@ def test_roi_align_matches_a_loop_reference_on_each_level():
                      np.float32)
     levels = assign_levels(tf.constant(boxes), 2, 3).numpy()
     assert set(levels.ravel()) == {2, 3}
-    pooled = multilevel_roi_align({k: tf.constant(v) for k, v in features.items()},
+    pooled = roi_align({k: tf.constant(v) for k, v in features.items()},
                                   tf.constant(boxes), output_size=4, sampling_ratio=2).numpy()
     assert pooled.shape == (2, 3, 4, 4, 3)
     for b in range(2):

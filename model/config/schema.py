@@ -111,6 +111,9 @@ class ModelConfig:
     postprocess: PostprocessConfig = dataclasses.field(default_factory=PostprocessConfig)
     l2_weight_decay: float = 4e-5
     bfloat16: bool = False
+    # True: RoIAlign by gathers and padded NMS, which TPUs run; False: TensorFlow's
+    # crop_and_resize and combined NMS kernels, much faster on CPUs and GPUs.
+    static_ops_for_tpu: bool = False
 
 
 @dataclasses.dataclass

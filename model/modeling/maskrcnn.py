@@ -18,7 +18,7 @@ from model.config.schema import ModelConfig
 from model.modeling import postprocess, roi_targets, rpn
 from model.modeling.factory import build_parts
 from model.ops.anchors import multilevel_anchors
-from model.ops.roi_align import multilevel_roi_align
+from model.ops.roi_align import multilevel_roi_align, multilevel_roi_align_by_crops
 
 
 class AttributeMaskRCNN(tf.keras.Model):
@@ -94,7 +94,7 @@ class AttributeMaskRCNN(tf.keras.Model):
         detections = postprocess.detect(
             box_outputs["class_logits"], box_outputs["box_deltas"], proposals["rois"], image_info,
             settings.pre_nms_top_k, settings.score_threshold, settings.nms_iou,
-            settings.max_detections)
+            settings.max_detections, self._config.static_ops_for_tpu)
         mask_features = self._roi_features(features, detections["boxes"],
                                            self._config.mask_head.roi_size)
         mask_logits = self._mask_branch(mask_features, False)["mask_logits"]
@@ -106,7 +106,9 @@ class AttributeMaskRCNN(tf.keras.Model):
         return {"detections": detections, "proposals": proposals}
 
     def _roi_features(self, features, boxes, size: int) -> tf.Tensor:
-        return multilevel_roi_align(features, boxes, size)
+        if self._config.static_ops_for_tpu:
+            return multilevel_roi_align(features, boxes, size)
+        return multilevel_roi_align_by_crops(features, boxes, size)
 
     def _box_branch(self, features, rois, training) -> Dict[str, tf.Tensor]:
         roi_features = self._roi_features(features, rois, self._config.box_head.roi_size)

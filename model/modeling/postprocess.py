@@ -11,11 +11,13 @@ from model.ops.nms import batched_nms
 
 def detect(class_logits: tf.Tensor, box_deltas: tf.Tensor, rois: tf.Tensor, image_info: tf.Tensor,
            pre_nms_top_k: int, score_threshold: float, nms_iou: float,
-           max_detections: int) -> Dict[str, tf.Tensor]:
+           max_detections: int, static_ops_for_tpu: bool = True) -> Dict[str, tf.Tensor]:
     """
     Args:
       class_logits: [B, R, N]; box_deltas: [B, R, N, 4]; rois: [B, R, 4] pixels.
       image_info: [B, 4, 2] (row 1: scaled size, to clip to).
+      static_ops_for_tpu: padded NMS (TPU-friendly) instead of TensorFlow's
+        combined NMS kernel (faster on CPU/GPU; same detections).
 
     Returns (D = max_detections), best first:
       boxes [B, D, 4] input pixels; classes int32 [B, D] model classes 1..N-1;
@@ -28,6 +30,9 @@ def detect(class_logits: tf.Tensor, box_deltas: tf.Tensor, rois: tf.Tensor, imag
     boxes = box_ops.decode(tf.cast(box_deltas, tf.float32)[:, :, 1:, :], references, BOX_WEIGHTS)
     boxes = box_ops.clip(boxes, image_info[:, 1, 0][:, tf.newaxis, tf.newaxis],
                          image_info[:, 1, 1][:, tf.newaxis, tf.newaxis])
+    if not static_ops_for_tpu:
+        return _combined_nms(boxes, probabilities, min(pre_nms_top_k, num_rois), score_threshold,
+                             nms_iou, max_detections)
     # One NMS problem per (image, class): fold classes into the batch.
     per_class_boxes = tf.reshape(tf.transpose(boxes, [0, 2, 1, 3]), [-1, num_rois, 4])
     per_class_scores = tf.reshape(tf.transpose(probabilities, [0, 2, 1]), [-1, num_rois])
@@ -55,4 +60,22 @@ def detect(class_logits: tf.Tensor, box_deltas: tf.Tensor, rois: tf.Tensor, imag
         "classes": tf.where(valid, tf.gather(classes, order, batch_dims=1), 0),
         "scores": tf.maximum(final_scores, 0.0),
         "num_detections": tf.reduce_sum(tf.cast(valid, tf.int32), axis=-1),
+    }
+
+
+def _combined_nms(boxes: tf.Tensor, probabilities: tf.Tensor, per_class_limit: int,
+                  score_threshold: float, nms_iou: float, max_detections: int
+                  ) -> Dict[str, tf.Tensor]:
+    """boxes [B, R, N-1, 4], probabilities [B, R, N-1] -> detections via combined NMS."""
+    nmsed_boxes, scores, classes, valid = tf.image.combined_non_max_suppression(
+        boxes, probabilities, max_output_size_per_class=min(per_class_limit, max_detections),
+        max_total_size=max_detections, iou_threshold=nms_iou, score_threshold=score_threshold,
+        pad_per_class=False, clip_boxes=False)
+    used = tf.range(max_detections)[tf.newaxis, :] < valid[:, tf.newaxis]
+    used = tf.logical_and(used, scores > 0.0)
+    return {
+        "boxes": tf.where(used[..., tf.newaxis], nmsed_boxes, 0.0),
+        "classes": tf.where(used, tf.cast(classes, tf.int32) + 1, 0),
+        "scores": tf.where(used, scores, 0.0),
+        "num_detections": tf.reduce_sum(tf.cast(used, tf.int32), axis=-1),
     }

@@ -5,7 +5,13 @@ floor(canonical_level + log2(sqrt(area) / canonical_size)) clipped to the
 available levels. Within the box, ``output_size`` x ``output_size`` bins each
 average ``sampling_ratio``^2 bilinear samples taken at the sub-bin centres, with
 the half-pixel offset of the "aligned" RoIAlign (feature cell i covers input
-pixels [i * stride, (i + 1) * stride)). Samples outside the feature map read 0.
+pixels [i * stride, (i + 1) * stride)). Samples more than one cell outside the
+feature map read 0; closer ones read the border.
+
+Two implementations give the same numbers: ``multilevel_roi_align`` uses only
+gathers on a static-shape flat tensor (for TPUs); ``multilevel_roi_align_by_crops``
+routes boxes to their level and uses TensorFlow's crop_and_resize kernel, several
+times faster on CPUs and GPUs.
 """
 from typing import Dict
 
@@ -81,4 +87,49 @@ def multilevel_roi_align(features: Dict[int, tf.Tensor], boxes: tf.Tensor, outpu
     sampled *= tf.cast(inside, sampled.dtype)[..., tf.newaxis]
     binned = tf.reshape(sampled, [batch, num_boxes, output_size, sampling_ratio,
                                   output_size, sampling_ratio, channels])
+    return tf.reduce_mean(binned, axis=[3, 5])
+
+
+def _crop_level(feature: tf.Tensor, boxes: tf.Tensor, image_index: tf.Tensor, stride: float,
+                points: int) -> tf.Tensor:
+    """Samples a points x points grid per box [n, 4] on one level -> [n, points, points, C].
+
+    The feature map is padded by one replicated cell on each side, so that
+    crop_and_resize's zero extrapolation starts exactly one cell outside the map.
+    """
+    height, width = feature.shape[1], feature.shape[2]
+    padded = tf.pad(feature, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="SYMMETRIC")
+    ymin, xmin, ymax, xmax = tf.unstack(boxes / stride, axis=-1)
+    # First and last sample centres in padded cells (+1 for the padding, -0.5 for alignment).
+    first_y = ymin + 0.5 * (ymax - ymin) / points + 0.5
+    last_y = ymin + (points - 0.5) * (ymax - ymin) / points + 0.5
+    first_x = xmin + 0.5 * (xmax - xmin) / points + 0.5
+    last_x = xmin + (points - 0.5) * (xmax - xmin) / points + 0.5
+    normalised = tf.stack([first_y / (height + 1), first_x / (width + 1),
+                           last_y / (height + 1), last_x / (width + 1)], axis=-1)
+    return tf.image.crop_and_resize(padded, normalised, image_index, [points, points],
+                                    method="bilinear", extrapolation_value=0.0)
+
+
+def multilevel_roi_align_by_crops(features: Dict[int, tf.Tensor], boxes: tf.Tensor,
+                                  output_size: int, sampling_ratio: int = 2) -> tf.Tensor:
+    """Same contract and numbers as ``multilevel_roi_align``; dynamic partitioning
+    by level (not for TPUs)."""
+    levels = sorted(features)
+    batch = tf.shape(boxes)[0]
+    num_boxes = boxes.shape[1]
+    channels = features[levels[0]].shape[-1]
+    flat_boxes = tf.reshape(boxes, [-1, 4])
+    image_index = tf.repeat(tf.range(batch), num_boxes)
+    position = tf.range(tf.shape(flat_boxes)[0])
+    level_index = tf.reshape(assign_levels(boxes, levels[0], levels[-1]) - levels[0], [-1])
+    box_parts = tf.dynamic_partition(flat_boxes, level_index, len(levels))
+    image_parts = tf.dynamic_partition(image_index, level_index, len(levels))
+    position_parts = tf.dynamic_partition(position, level_index, len(levels))
+    points = output_size * sampling_ratio
+    crops = [_crop_level(features[level], box_parts[i], image_parts[i], 2.0 ** level, points)
+             for i, level in enumerate(levels)]
+    stitched = tf.dynamic_stitch(position_parts, crops)
+    binned = tf.reshape(stitched, [batch, num_boxes, output_size, sampling_ratio, output_size,
+                                   sampling_ratio, channels])
     return tf.reduce_mean(binned, axis=[3, 5])
