@@ -30,10 +30,8 @@ def _config(*overrides):
 
 
 def _batch(pattern, config):
-    settings = ParserSettings(output_size=(128, 128), max_level=config.model.fpn.max_level,
-                              num_attributes=config.model.num_attributes,
-                              max_num_instances=config.input.max_num_instances,
-                              mask_crop_size=config.input.mask_crop_size)
+    settings = ParserSettings.from_experiment(config)
+    assert settings.output_size == (128, 128) and settings.num_attributes == 82
     return next(iter(make_dataset(pattern, Parser(settings, TRAIN), BATCH, training=True)))
 
 

@@ -23,6 +23,7 @@ from typing import Dict, Tuple
 
 import tensorflow as tf
 
+from model.config.schema import ExperimentConfig
 from model.data import augment
 from model.record_schema import RecordDecoder
 
@@ -42,6 +43,17 @@ class ParserSettings:
     max_num_instances: int = 100
     mask_crop_size: int = 112
     include_masks: bool = True
+
+    @classmethod
+    def from_experiment(cls, config: ExperimentConfig) -> "ParserSettings":
+        """The parser settings an experiment config implies."""
+        data = config.input
+        return cls(output_size=(data.image_size, data.image_size),
+                   max_level=config.model.fpn.max_level,
+                   num_attributes=config.model.num_attributes,
+                   aug_rand_hflip=data.aug_rand_hflip, aug_scale_min=data.aug_scale_min,
+                   aug_scale_max=data.aug_scale_max, max_num_instances=data.max_num_instances,
+                   mask_crop_size=data.mask_crop_size)
 
 
 class Parser:
