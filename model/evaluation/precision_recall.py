@@ -36,7 +36,7 @@ def precision_at_recalls(true_positive: np.ndarray, false_positive: np.ndarray, 
     # it, since count / num_gt is monotone; integer counts can then be searched
     # in one flat, row-offset array without rounding.
     reach = np.searchsorted(np.arange(num_gt + 1) / num_gt, recall_thresholds, side="left")
-    stride = num_gt + 2
+    stride = int(tp_count[:, -1].max()) + num_gt + 2  # above every count and every reach
     offsets = stride * np.arange(batch)[:, np.newaxis]
     flat = (tp_count + offsets).ravel()
     first = np.searchsorted(flat, (reach[np.newaxis, :] + offsets).ravel(), side="left")
