@@ -41,7 +41,7 @@ class PrecisionTables:
     thresholds: Thresholds
 
 
-def _prepared_detections(detections: List[Dict[str, Any]], iou_type: str, sizes) -> List[Dict[str, Any]]:
+def _prepared_detections(detections: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
     """Copies with 'area' as pycocotools' loadRes sets it: the box area when the
     first detection has a box, else the mask area."""
     use_boxes = bool(detections) and bool(detections[0].get("bbox"))
@@ -113,8 +113,7 @@ def fashionpedia_tables(ground_truth: GroundTruth, detections: List[Dict[str, An
     roles = category_roles(ground_truth, mode)
     slots = {a: i for i, a in enumerate(ground_truth.attribute_ids)}
     instances = _instances(ground_truth, iou_type)
-    ranked = _ranked(_prepared_detections(detections, iou_type, ground_truth.image_sizes),
-                     thresholds.max_detections[-1])
+    ranked = _ranked(_prepared_detections(detections), thresholds.max_detections[-1])
     num_iou, num_f1 = len(thresholds.iou), len(thresholds.f1)
     num_categories = len(ground_truth.category_ids)
     precision = -np.ones((num_iou, num_f1, len(RECALL_THRESHOLDS), num_categories,
