@@ -167,3 +167,26 @@ def test_unknown_ids_are_named():
                                       "attribute_probabilities": [0, 0, 0, 0.9, 0.9]})]
     check_detections(ground_truth, thresholded)
     assert thresholded[0]["attribute_ids"] == [3]  # slot 4 is no attribute of this ground truth
+
+
+def test_other_taxonomy_groups_and_empty_predictions():
+    from model.synthetic.taxonomy import coco_categories
+    dataset = _dataset([c["id"] for c in coco_categories()], [(0, [3]), (1, [5]), (5, [])])
+    dataset["categories"] = coco_categories()
+    ground_truth = load_ground_truth(dataset)
+    corrected = evaluate(ground_truth, _perfect(dataset), ("segm",), "corrected")["segm"]
+    assert corrected["fashionpedia"]["iou"]["AP_round"] == pytest.approx(1.0)
+    assert {"AP_round", "AP_angular"} <= set(corrected["fashionpedia"]["iou_f1"])
+    assert "AP_paired" not in corrected["fashionpedia"]["iou_f1"]  # no instance of "pair" carries attributes
+    official = evaluate(ground_truth, _perfect(dataset), ("segm",), "official")["segm"]
+    assert official["fashionpedia"]["iou"]["AP_outerwear"] == pytest.approx(1.0)
+    assert official["fashionpedia"]["iou"]["AP_part"] == -1.0  # no category at positions 27..45
+    empty = evaluate(ground_truth, [], ("segm", "bbox"))
+    for metrics in empty.values():
+        assert metrics["AP"] == metrics["AP_IoU_F1"] == metrics["AR100"] == 0.0
+
+
+def test_ground_truth_attribute_ids_must_be_listed():
+    dataset = _dataset([1], [(1, [3, 4])])
+    with pytest.raises(EvaluationInputError, match=r"attribute ids \[4\]"):
+        load_ground_truth(dataset)

@@ -100,8 +100,8 @@ def load_ground_truth(dataset: Mapping[str, Any]) -> GroundTruth:
     """Completes a COCO / Fashionpedia annotation dict (left unmodified) for evaluation.
 
     Raises:
-      EvaluationInputError: missing lists, or annotations naming an image or
-        category that the file does not define.
+      EvaluationInputError: missing lists, or annotations naming an image,
+        category or attribute that the file does not define.
     """
     for key in ("images", "annotations", "categories"):
         _require_list(dataset, key)
@@ -109,6 +109,7 @@ def load_ground_truth(dataset: Mapping[str, Any]) -> GroundTruth:
     completed.setdefault("attributes", [])
     sizes = {image["id"]: (image["height"], image["width"]) for image in completed["images"]}
     category_ids = {category["id"] for category in completed["categories"]}
+    attribute_ids = {attribute["id"] for attribute in completed["attributes"]}
     for annotation in completed["annotations"]:
         if annotation.get("image_id") not in sizes:
             raise EvaluationInputError(
@@ -119,6 +120,11 @@ def load_ground_truth(dataset: Mapping[str, Any]) -> GroundTruth:
                 f"ground-truth annotation {annotation.get('id')} has category {annotation.get('category_id')!r}, "
                 "which is not among the file's categories")
         _complete_annotation(annotation, sizes)
+        unknown = [a for a in annotation["attribute_ids"] if a not in attribute_ids]
+        if unknown:
+            raise EvaluationInputError(
+                f"ground-truth annotation {annotation.get('id')} has attribute ids {unknown}, "
+                "which are not among the file's attributes")
     return GroundTruth(
         dataset=completed,
         image_ids=np.array(sorted(sizes), dtype=np.int64),
