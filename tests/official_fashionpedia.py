@@ -40,8 +40,10 @@ def official_modules():
     return fp, fp_eval
 
 
-def run_official(ground_truth: dict, results: list, iou_type: str, per_class: bool = False):
-    """Runs FPEval on copies; returns the evaluator after run() (and summarize_class())."""
+def run_official(ground_truth: dict, results: list, iou_type: str, per_class: bool = False,
+                 summarize: bool = True):
+    """Runs FPEval on copies; returns the evaluator after evaluate() and accumulate(),
+    then summarize() (unless told not to) and summarize_class() (if asked)."""
     fp, fp_eval = official_modules()
     with contextlib.redirect_stdout(io.StringIO()):
         gt = fp.Fashionpedia()
@@ -49,7 +51,10 @@ def run_official(ground_truth: dict, results: list, iou_type: str, per_class: bo
         gt.createIndex()
         dt = gt.loadRes(copy.deepcopy(results))
         evaluator = fp_eval.FPEval(gt, dt, iou_type)
-        evaluator.run()
+        evaluator.evaluate()
+        evaluator.accumulate()
+        if summarize:
+            evaluator.summarize()
         if per_class:
             evaluator.summarize_class()
     return evaluator

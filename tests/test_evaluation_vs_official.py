@@ -60,6 +60,25 @@ def test_generated_sets_match_official(config, iou_type):
                 assert entry["AP_F1_only"] == pytest.approx(official["f1"]["AP"], abs=TOLERANCE)
 
 
+def test_position_indexing_reproduced_where_the_official_evaluator_runs():
+    """Without category 13, ids and positions part from 13 on; the official evaluator
+    still accumulates (its group lines then fail), and the overall numbers mix the two."""
+    ground_truth, results = generate(GeneratorConfig(seed=21, num_images=14))
+    dropped = {13, 30, 34}  # 30 and 34 would sit at positions the list marks, and fail
+    ground_truth["categories"] = [c for c in ground_truth["categories"] if c["id"] != 13]
+    ground_truth["annotations"] = [a for a in ground_truth["annotations"] if a["category_id"] not in dropped]
+    results = [r for r in results if r["category_id"] not in dropped]
+    ours = _ours(ground_truth, results, "segm")
+    official = run_official(ground_truth, results, "segm", summarize=False)
+    for table, constraints in (("iou_f1", {}), ("iou", {"f1": False}), ("f1", {"iou": False})):
+        assert ours["fashionpedia"][table]["AP"] == pytest.approx(official._summarize("ap", **constraints),
+                                                                   abs=TOLERANCE)
+        assert ours["fashionpedia"][table]["AR@100"] == pytest.approx(official._summarize("ar", **constraints),
+                                                                       abs=TOLERANCE)
+    corrected = _ours(ground_truth, results, "segm", mode="corrected")
+    assert corrected["AP_IoU_F1"] != pytest.approx(ours["AP_IoU_F1"], abs=1e-3)
+
+
 def test_coco_numbers_are_pycocotools():
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
