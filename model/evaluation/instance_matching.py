@@ -87,7 +87,5 @@ def match_detections(ious: np.ndarray, f1s, gt_ignore: np.ndarray, gt_crowd: np.
                                       ious[d], f1s[d], iou_floor, f1_floor)
         matched[..., d] = picked
         hit = picked >= 0
-        np.put_along_axis(taken, np.maximum(picked, 0)[..., np.newaxis],
-                          np.take_along_axis(taken, np.maximum(picked, 0)[..., np.newaxis], -1) | hit[..., np.newaxis],
-                          axis=-1)
+        taken[(*np.nonzero(hit), picked[hit])] = True
     return matched
