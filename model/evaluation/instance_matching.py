@@ -29,7 +29,11 @@ def _last_best(eligible: np.ndarray, values: np.ndarray) -> np.ndarray:
 
 
 def _sequential_pick(passes, free, ignore, ious_row, f1_row, iou_floor, f1_floor):
-    """The official attribute rule; arrays are [A, T, F, G] / [A, T, F]."""
+    """The official attribute rule for one detection.
+
+    passes, free: bool[A, T, F, G]; ignore: bool[A, G]; ious_row, f1_row: float[G];
+    iou_floor, f1_floor: thresholds broadcastable to [A, T, F]. Returns int[A, T, F].
+    """
     picked = np.full(free.shape[:-1], -1)
     running_iou = np.broadcast_to(iou_floor, picked.shape).copy()
     running_f1 = np.broadcast_to(f1_floor, picked.shape).copy()
