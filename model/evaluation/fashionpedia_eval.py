@@ -45,6 +45,9 @@ def _prepared_detections(detections: List[Dict[str, Any]]) -> List[Dict[str, Any
     """Copies with 'area' as pycocotools' loadRes sets it: the box area when the
     first detection has a box, else the mask area."""
     use_boxes = bool(detections) and bool(detections[0].get("bbox"))
+    if use_boxes and any(not d.get("bbox") for d in detections):
+        raise EvaluationInputError("the first prediction has a 'bbox', so every prediction needs one "
+                                   "(detection areas then come from boxes, as in pycocotools)")
     prepared = []
     for detection in detections:
         item = dict(detection)
