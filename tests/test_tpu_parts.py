@@ -63,6 +63,7 @@ def test_ground_truth_as_predictions_scores_one(ground_truth):
     assert metrics["segm"]["AP"] == pytest.approx(1.0)
     assert metrics["bbox"]["AP"] == pytest.approx(1.0)
     assert metrics["attribute_f1"] == pytest.approx(1.0)
+    assert metrics["segm"]["AP_IoU_F1"] == pytest.approx(1.0)
     assert metrics["num_images"] == 6
 
 

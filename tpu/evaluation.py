@@ -1,7 +1,8 @@
 """``--mode eval``: predictions on the eval records -> COCO results -> metrics.
 
-Box and mask AP/AR come from pycocotools' COCOeval against the eval
-annotations. ``attribute_f1`` is the mean, over ground-truth instances matched
+Box and mask AP/AR (pycocotools' COCOeval) and, when the annotations list
+attributes, Fashionpedia AP_IoU+F1 come from ``model.evaluation`` against the
+eval annotations, restricted to the images predicted. ``attribute_f1`` is the mean, over ground-truth instances matched
 by a detection of their category at mask IoU >= 0.5 (COCOeval's own greedy
 matching), of the binary F1 between the ground-truth attribute set and the
 detection's attributes with probability >= ``attribute_threshold`` (two empty
@@ -20,13 +21,12 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from model.evaluation import evaluator
+from model.evaluation.category_roles import OFFICIAL
+from model.evaluation.ground_truth import load_ground_truth
 from model.label_map import LabelMap
 from tpu.input_fn import PADDING_SOURCE_ID
 from tpu.mask_paste import paste_mask
-
-COCO_STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl",
-                   "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
-
 
 def to_coco_results(predictions: Iterable[Dict[str, np.ndarray]], label_map: LabelMap,
                     attribute_threshold: float = 0.5) -> Tuple[List[dict], List[int]]:
@@ -71,26 +71,11 @@ def _quiet(function, *args):
         return function(*args)
 
 
-def coco_metrics(ground_truth: COCO, results: List[dict], image_ids: Sequence[int],
-                 iou_type: str) -> Dict[str, float]:
-    """The twelve COCO stats over ``image_ids``; all zero when there are no results."""
-    if not results:
-        return {name: 0.0 for name in COCO_STAT_NAMES}
-    evaluator = COCOeval(ground_truth, _quiet(ground_truth.loadRes, results), iou_type)
-    evaluator.params.imgIds = sorted(set(image_ids))
-    _quiet(evaluator.evaluate)
-    _quiet(evaluator.accumulate)
-    _quiet(evaluator.summarize)
-    return {name: float(value) for name, value in zip(COCO_STAT_NAMES, evaluator.stats)}
-
-
-def attribute_f1(ground_truth: COCO, results: List[dict], image_ids: Sequence[int]
-                 ) -> Optional[float]:
+def attribute_f1(ground_truth: COCO, results: List[dict]) -> Optional[float]:
     """Mean per-instance attribute F1 over matches at mask IoU 0.5 (module docstring)."""
     if not results or "attribute_ids" not in results[0]:
         return None
     evaluator = COCOeval(ground_truth, _quiet(ground_truth.loadRes, results), "segm")
-    evaluator.params.imgIds = sorted(set(image_ids))
     evaluator.params.iouThrs = np.array([0.5])
     evaluator.params.areaRng = [evaluator.params.areaRng[0]]
     evaluator.params.areaRngLbl = ["all"]
@@ -114,27 +99,32 @@ def _f1(truth: set, predicted: set) -> float:
     return 2.0 * len(truth & predicted) / (len(truth) + len(predicted))
 
 
-def evaluate(results: List[dict], image_ids: Sequence[int], annotations_file: str
-             ) -> Dict[str, object]:
-    """{"bbox": stats, "segm": stats, "attribute_f1": float or None, "num_images": int,
-    "num_detections": int} over the images predicted."""
+def _subset(dataset: dict, image_ids: Sequence[int]) -> dict:
+    """The annotation file restricted to the images that were predicted."""
+    keep = set(image_ids)
+    return {**dataset, "images": [image for image in dataset["images"] if image["id"] in keep],
+            "annotations": [a for a in dataset["annotations"] if a.get("image_id") in keep]}
+
+
+def evaluate(results: List[dict], image_ids: Sequence[int], annotations_file: str,
+             mode: str = OFFICIAL) -> Dict[str, object]:
+    """{"bbox": metrics, "segm": metrics, "attribute_f1": float or None, "num_images": int,
+    "num_detections": int} over the images predicted; metrics as ``model.evaluation``
+    (COCO stats and, with attributes in the annotations, Fashionpedia AP_IoU+F1 in ``mode``)."""
     with tf.io.gfile.GFile(annotations_file) as stream:
         dataset = json.load(stream)
-    ground_truth = COCO()
-    ground_truth.dataset = dataset
-    _quiet(ground_truth.createIndex)
-    known = set(ground_truth.getImgIds())
+    known = {image["id"] for image in dataset.get("images", [])}
     unknown = sorted(set(image_ids) - known)
     if unknown:
         raise ValueError(f"{len(unknown)} predicted image ids are not in {annotations_file}, "
                          f"e.g. {unknown[:5]}: are the eval records made from this file?")
-    return {
-        "bbox": coco_metrics(ground_truth, results, image_ids, "bbox"),
-        "segm": coco_metrics(ground_truth, results, image_ids, "segm"),
-        "attribute_f1": attribute_f1(ground_truth, results, image_ids),
-        "num_images": len(set(image_ids)),
-        "num_detections": len(results),
-    }
+    ground_truth = load_ground_truth(_subset(dataset, image_ids))
+    metrics = evaluator.evaluate(ground_truth, results, ("bbox", "segm"), mode)
+    coco = COCO()
+    coco.dataset = ground_truth.dataset
+    _quiet(coco.createIndex)
+    return {**metrics, "attribute_f1": attribute_f1(coco, results),
+            "num_images": len(set(image_ids)), "num_detections": len(results)}
 
 
 def write_metrics(model_dir: str, step: int, metrics: Dict[str, object]) -> str:
@@ -145,7 +135,7 @@ def write_metrics(model_dir: str, step: int, metrics: Dict[str, object]) -> str:
     with tf.io.gfile.GFile(path, "w") as stream:
         json.dump({"step": step, **metrics}, stream, indent=1)
     scalars = {f"{kind}/{name}": value for kind in ("bbox", "segm")
-               for name, value in metrics[kind].items()}
+               for name, value in metrics[kind].items() if isinstance(value, float)}
     if metrics.get("attribute_f1") is not None:
         scalars["attribute/f1"] = metrics["attribute_f1"]
     with tf.Graph().as_default():

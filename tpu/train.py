@@ -20,6 +20,8 @@ from typing import List, Optional, Sequence
 import tensorflow as tf
 
 from model.config import ConfigError, load_config
+from model.evaluation.category_roles import MODES as MODES_OF_FASHIONPEDIA_EVAL
+from model.evaluation.category_roles import OFFICIAL
 from model.export import export as export_saved_model
 from model.export import identity_label_map
 from model.label_map import LabelMap
@@ -67,6 +69,9 @@ def build_flags() -> argparse.ArgumentParser:
                                             "(default MODEL_DIR/export/STEP)")
     flags.add_argument("--attribute_threshold", type=float, default=0.5,
                        help="eval: attribute probability counted as present")
+    flags.add_argument("--fashionpedia_mode", choices=MODES_OF_FASHIONPEDIA_EVAL, default=OFFICIAL,
+                       help="eval: AP_IoU+F1 as the official evaluator computes it, or corrected "
+                            "(see README, Evaluation)")
     flags.add_argument("--dry_run", action="store_true",
                        help="print the resolved config and the plan, touch nothing, exit")
     return flags
@@ -125,10 +130,15 @@ def run_eval(estimator, config, args, checkpoint: str) -> dict:
                                     checkpoint_path=checkpoint, yield_single_examples=True)
     results, image_ids = evaluation.to_coco_results(
         predictions, _label_map(args.model_dir, config), args.attribute_threshold)
-    metrics = evaluation.evaluate(results, image_ids, args.eval_annotations_file)
+    metrics = evaluation.evaluate(results, image_ids, args.eval_annotations_file,
+                                  args.fashionpedia_mode)
     path = evaluation.write_metrics(args.model_dir, _step_of(checkpoint), metrics)
-    print(f"metrics: {path} box AP {metrics['bbox']['AP']:.4f} mask AP "
-          f"{metrics['segm']['AP']:.4f} attribute F1 {metrics['attribute_f1']}")
+    line = f"metrics: {path} box AP {metrics['bbox']['AP']:.4f} mask AP {metrics['segm']['AP']:.4f}"
+    if "AP_IoU_F1" in metrics["segm"]:
+        line += f" mask AP_IoU+F1 {metrics['segm']['AP_IoU_F1']:.4f}"
+    if metrics["attribute_f1"] is not None:
+        line += f" attribute F1 {metrics['attribute_f1']:.4f}"
+    print(line)
     return metrics
 
 
