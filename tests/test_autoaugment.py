@@ -94,7 +94,7 @@ def test_policy_v3_traces_in_tf_data_and_keeps_instances_in_order():
     tf.random.set_seed(11)
     image, boxes, masks = _sample()
     areas = masks.numpy().sum(axis=(1, 2))
-    dataset = tf.data.Dataset.from_tensors((image, boxes, masks)).repeat(40).map(
+    dataset = tf.data.Dataset.from_tensors((image, boxes, masks)).repeat(24).map(
         lambda i, b, m: autoaugment.distort(i, b, m, "v3"))
     changed = 0
     for new_image, new_boxes, new_masks in dataset:
@@ -106,7 +106,7 @@ def test_policy_v3_traces_in_tf_data_and_keeps_instances_in_order():
         kept = new_masks.sum(axis=(1, 2))
         assert np.all(kept <= areas * 1.15 + 4)
         changed += int(not np.array_equal(new_image.numpy(), image.numpy()))
-    assert changed > 20
+    assert changed > 12
 
 
 def test_unknown_policy_is_an_error():

@@ -4,8 +4,9 @@ Under TPUEstimator each TPU core runs the same graph on its own slice of the
 global batch. ``CrossReplicaBatchNormalization`` averages the per-core batch
 mean and mean of squares with ``tf.compat.v1.tpu.cross_replica_sum`` so every
 core normalises with the statistics of the whole batch (sync BN). Outside a
-TPU shard context (CPU, GPU, eval on one core) it computes the plain batch
-moments, exactly like ``tf.keras.layers.BatchNormalization``.
+TPU shard context (CPU, GPU, eval on one core) it is exactly
+``tf.keras.layers.BatchNormalization``, fused kernel included. TPUEstimator calls
+``model_fn`` inside that context, so layers built and called there synchronise.
 """
 import tensorflow as tf
 from tensorflow.python.tpu import tpu_function  # the shard count TPUEstimator sets
@@ -22,9 +23,11 @@ def _tpu_shards() -> int:
 class CrossReplicaBatchNormalization(tf.keras.layers.BatchNormalization):
     """Batch norm whose training statistics are averaged over all TPU cores."""
 
-    def __init__(self, **kwargs):
-        # The fused kernel computes moments internally; the unfused path lets us replace them.
-        super().__init__(fused=False, **kwargs)
+    def call(self, inputs, training=None):
+        if _tpu_shards() > 1:
+            # The fused kernel computes its own moments; the unfused path asks for ours.
+            self.fused = False
+        return super().call(inputs, training=training)
 
     def _calculate_mean_and_var(self, inputs, reduction_axes, keep_dims, mask=None):
         shards = _tpu_shards()
