@@ -158,13 +158,26 @@ class _Node:
 
 
 class SpineNet(tf.keras.layers.Layer):
+    """SpineNet-``model_id``: images [B, H, W, 3] -> {level: [B, H / 2**level, W / 2**level,
+    endpoint_filters]} for min_level..max_level.
+
+    Args:
+      model_id: "49S", "49", "96" or "143", the scaling applied to ``blocks``.
+      norm: batch-norm settings of every layer (sync BN on TPU when asked for).
+      activation: "relu" (the paper's detection models) or "swish".
+      stochastic_depth_rate: drop rate of the last block's residual branches in training,
+        growing linearly from 0 over the blocks.
+      blocks: the permutation; the SpineNet-49 one unless exploring others.
+    """
+
     def __init__(self, model_id: str = "49", norm: NormConfig = NormConfig(),
                  activation: str = "relu", stochastic_depth_rate: float = 0.0,
                  min_level: int = 3, max_level: int = 7,
                  blocks: Tuple[BlockSpec, ...] = SPINENET_49_BLOCKS, **kwargs):
         super().__init__(**kwargs)
         if model_id not in SCALINGS:
-            raise ValueError(f"SpineNet model_id must be one of {sorted(SCALINGS)}, got {model_id!r}")
+            raise ValueError(f"SpineNet model_id must be one of {sorted(SCALINGS)}, "
+                             f"got {model_id!r}")
         if activation not in _ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}")
         outputs = sorted(spec.level for spec in blocks if spec.is_output)
@@ -189,7 +202,7 @@ class SpineNet(tf.keras.layers.Layer):
             pair = []
             for slot, parent_index in enumerate(spec.inputs):
                 parent = nodes[parent_index]
-                parent_width = parent.channels / 4 if parent.kind == "bottleneck" else parent.channels
+                parent_width = parent.channels / (4 if parent.kind == "bottleneck" else 1)
                 pair.append(Resample(int(parent_width * scaling.resample_alpha),
                                      spec.level - parent.level, channels, norm, self._act,
                                      name=f"block{index}_resample{slot}"))
@@ -197,7 +210,8 @@ class SpineNet(tf.keras.layers.Layer):
             extras = []
             if spec.is_output:
                 for other_index, other in enumerate(nodes):
-                    if other.readers == 0 and (other.level, other.channels) == (spec.level, channels):
+                    unread = other.readers == 0
+                    if unread and (other.level, other.channels) == (spec.level, channels):
                         extras.append(other_index)
                         other.readers += 1
             rate = stochastic_depth_rate * (index + 1) / len(blocks)
