@@ -88,8 +88,8 @@ class Parser:
         masks = (data["groundtruth_instance_masks"] if settings.include_masks
                  else tf.zeros([tf.shape(boxes)[0], 1, 1], tf.uint8))
         training = self._mode == TRAIN
-        autoaugment = training and settings.autoaugment_policy != "none"
-        if autoaugment and not settings.apply_autoaugment_after_resizing:
+        use_autoaugment = training and settings.autoaugment_policy != "none"
+        if use_autoaugment and not settings.apply_autoaugment_after_resizing:
             image, boxes, masks = self._autoaugment(image, boxes, masks)
         if training and settings.aug_rand_hflip:
             image, boxes, masks = tf.cond(
@@ -109,7 +109,7 @@ class Parser:
             "attributes": tf.cast(data["groundtruth_attributes"], tf.float32),
             "masks": masks,
         })
-        if autoaugment and settings.apply_autoaugment_after_resizing:
+        if use_autoaugment and settings.apply_autoaugment_after_resizing:
             image, instances = self._autoaugment_resized(image, image_info, valid_size, instances)
         image = (image - IMAGENET_MEAN) / IMAGENET_STD
 
@@ -124,7 +124,7 @@ class Parser:
             "gt_attributes": augment.pad_to(instances["attributes"], settings.max_num_instances, 0.0),
         }
         if settings.include_masks:
-            if autoaugment and settings.apply_autoaugment_after_resizing:
+            if use_autoaugment and settings.apply_autoaugment_after_resizing:
                 # Masks are already in the output frame, cropped to the valid region.
                 crop_boxes = output_boxes / tf.tile(valid_size, [2])
             else:
