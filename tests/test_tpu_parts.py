@@ -6,6 +6,7 @@ import pytest
 from pycocotools import mask as mask_utils
 
 from model.synthetic.generate import SyntheticConfig, generate_split
+from model.evaluation.matched_attribute_f1 import set_f1
 from tpu import evaluation
 from tpu.model_dir import labels_file_for
 from tpu.schedule import learning_rate_at
@@ -75,7 +76,7 @@ def test_wrong_attributes_and_missing_detections_lower_the_numbers(ground_truth)
     half = results[::2]
     metrics = evaluation.evaluate(half, [image["id"] for image in dataset["images"]], path)
     assert metrics["segm"]["AR100"] < 1.0
-    expected = np.mean([evaluation._f1(set(a.get("attribute_ids", [])),
+    expected = np.mean([set_f1(set(a.get("attribute_ids", [])),
                                        set(a.get("attribute_ids", [])[:1]))
                         for a in dataset["annotations"][::2] if not a.get("iscrowd", 0)])
     assert metrics["attribute_f1"] == pytest.approx(expected)

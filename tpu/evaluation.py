@@ -2,31 +2,28 @@
 
 Box and mask AP/AR (pycocotools' COCOeval) and, when the annotations list
 attributes, Fashionpedia AP_IoU+F1 come from ``model.evaluation`` against the
-eval annotations, restricted to the images predicted. ``attribute_f1`` is the mean, over ground-truth instances matched
-by a detection of their category at mask IoU >= 0.5 (COCOeval's own greedy
-matching), of the binary F1 between the ground-truth attribute set and the
-detection's attributes with probability >= ``attribute_threshold`` (two empty
-sets count as F1 = 1).
+eval annotations, restricted to the images predicted. ``attribute_f1`` is
+``model.evaluation.matched_attribute_f1``: the mean binary F1 of true and
+predicted (probability >= ``attribute_threshold``) attribute sets over
+ground-truth instances matched at mask IoU 0.5.
 """
-import contextlib
-import io
 import json
 import logging
 import os
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
 from pycocotools import mask as mask_utils
-from pycocotools.coco import COCO
-from pycocotools.cocoeval import COCOeval
 
 from model.evaluation import evaluator
 from model.evaluation.category_roles import OFFICIAL
 from model.evaluation.ground_truth import load_ground_truth
+from model.evaluation.matched_attribute_f1 import matched_attribute_f1
 from model.label_map import LabelMap
 from tpu.input_fn import PADDING_SOURCE_ID
 from tpu.mask_paste import paste_mask
+
 
 def to_coco_results(predictions: Iterable[Dict[str, np.ndarray]], label_map: LabelMap,
                     attribute_threshold: float = 0.5) -> Tuple[List[dict], List[int]]:
@@ -66,39 +63,6 @@ def to_coco_results(predictions: Iterable[Dict[str, np.ndarray]], label_map: Lab
     return results, image_ids
 
 
-def _quiet(function, *args):
-    with contextlib.redirect_stdout(io.StringIO()):
-        return function(*args)
-
-
-def attribute_f1(ground_truth: COCO, results: List[dict]) -> Optional[float]:
-    """Mean per-instance attribute F1 over matches at mask IoU 0.5 (module docstring)."""
-    if not results or "attribute_ids" not in results[0]:
-        return None
-    evaluator = COCOeval(ground_truth, _quiet(ground_truth.loadRes, results), "segm")
-    evaluator.params.iouThrs = np.array([0.5])
-    evaluator.params.areaRng = [evaluator.params.areaRng[0]]
-    evaluator.params.areaRngLbl = ["all"]
-    _quiet(evaluator.evaluate)
-    scores = []
-    for match in evaluator.evalImgs:
-        if match is None:
-            continue
-        for gt_id, dt_id, ignored in zip(match["gtIds"], match["gtMatches"][0], match["gtIgnore"]):
-            if ignored or not dt_id:
-                continue
-            truth = set(ground_truth.anns[gt_id].get("attribute_ids", []))
-            predicted = set(evaluator.cocoDt.anns[int(dt_id)].get("attribute_ids", []))
-            scores.append(_f1(truth, predicted))
-    return float(np.mean(scores)) if scores else 0.0
-
-
-def _f1(truth: set, predicted: set) -> float:
-    if not truth and not predicted:
-        return 1.0
-    return 2.0 * len(truth & predicted) / (len(truth) + len(predicted))
-
-
 def _subset(dataset: dict, image_ids: Sequence[int]) -> dict:
     """The annotation file restricted to the images that were predicted."""
     keep = set(image_ids)
@@ -120,10 +84,7 @@ def evaluate(results: List[dict], image_ids: Sequence[int], annotations_file: st
                          f"e.g. {unknown[:5]}: are the eval records made from this file?")
     ground_truth = load_ground_truth(_subset(dataset, image_ids))
     metrics = evaluator.evaluate(ground_truth, results, ("bbox", "segm"), mode)
-    coco = COCO()
-    coco.dataset = ground_truth.dataset
-    _quiet(coco.createIndex)
-    return {**metrics, "attribute_f1": attribute_f1(coco, results),
+    return {**metrics, "attribute_f1": matched_attribute_f1(ground_truth.dataset, results),
             "num_images": len(set(image_ids)), "num_detections": len(results)}
 
 
