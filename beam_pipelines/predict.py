@@ -139,6 +139,8 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -
     result = pipeline.run()
     result.wait_until_finish()
     counters = counter_values(result, predict_inputs.NAMESPACE)
+    for name in SUMMARY_COUNTERS:
+        counters.setdefault(name, 0)
     shards = f"{args.num_shards:05d}" if args.num_shards else "NNNNN"
     print(f"detections: {args.output}-SSSSS-of-{shards}.jsonl")
     print(f"errors: {args.output}-errors-00000-of-00001.jsonl")
