@@ -11,6 +11,7 @@ COCO RLE runs go through the image column by column (Fortran order),
 alternating 0s and 1s and starting with a run of 0s (possibly empty).
 """
 import dataclasses
+import math
 from typing import Any, Dict, Iterable, List, Mapping, Sequence, Tuple
 
 import apache_beam as beam
@@ -37,6 +38,16 @@ class AxisSamples:
     fraction: np.ndarray
 
 
+def _first_centre_at(value: float, size: int) -> int:
+    """The smallest pixel p in [0, size] with p + 0.5 >= value (size when there is none)."""
+    pixel = min(max(math.ceil(value - 0.5), 0), size)
+    while pixel > 0 and pixel - 0.5 >= value:  # value - 0.5 may have been rounded
+        pixel -= 1
+    while pixel < size and pixel + 0.5 < value:
+        pixel += 1
+    return pixel
+
+
 def axis_samples(low: float, high: float, size: int, mask_size: int) -> AxisSamples:
     """The pixels of an axis of ``size`` pixels inside [low, high) and their mask cells.
 
@@ -46,18 +57,21 @@ def axis_samples(low: float, high: float, size: int, mask_size: int) -> AxisSamp
     from u. A box that is empty, inverted or not finite has no pixels.
     """
     low, high = float(low), float(high)
-    if not (np.isfinite(low) and np.isfinite(high)) or high <= low:
+    if not (math.isfinite(low) and math.isfinite(high)) or high <= low:
         start = stop = 0
     else:
-        centres = np.arange(size, dtype=np.float64) + 0.5
-        start = int(np.searchsorted(centres, low, side="left"))
-        stop = int(np.searchsorted(centres, high, side="left"))
+        start, stop = _first_centre_at(low, size), _first_centre_at(high, size)
     if stop <= start:
         empty = np.zeros([0], np.int64)
         return AxisSamples(start, start, empty, empty, np.zeros([0], np.float32))
-    centres = np.arange(start, stop, dtype=np.float64) + 0.5
-    coordinates = np.clip((centres - low) * (mask_size / (high - low)) - 0.5, 0.0, mask_size - 1)
-    lower = np.minimum(np.floor(coordinates).astype(np.int64), max(mask_size - 2, 0))
+    coordinates = np.arange(start + 0.5, stop, dtype=np.float64)  # pixel centres
+    coordinates -= low
+    coordinates *= mask_size / (high - low)
+    coordinates -= 0.5
+    np.maximum(coordinates, 0.0, out=coordinates)
+    np.minimum(coordinates, mask_size - 1, out=coordinates)
+    lower = coordinates.astype(np.int64)  # truncation is floor: coordinates >= 0
+    np.minimum(lower, max(mask_size - 2, 0), out=lower)
     upper = np.minimum(lower + 1, mask_size - 1)
     fraction = (coordinates - lower).astype(np.float32)
     return AxisSamples(start, stop, lower, upper, fraction)
@@ -133,26 +147,68 @@ class EncodedMask:
     area_fraction: float
 
 
-def _box_probabilities(mask: np.ndarray, rows: AxisSamples, cols: AxisSamples) -> np.ndarray:
-    """float32[box width, box height]: the box's pixel probabilities, transposed so that
-    a C-order walk is COCO's column-major order. Same float32 operations as paste_masks."""
-    transposed = mask.T
-    along_x = ((1 - cols.fraction)[:, None] * transposed[cols.lower]
-               + cols.fraction[:, None] * transposed[cols.upper])  # [box width, M]
-    return (1 - rows.fraction) * along_x[:, rows.lower] + rows.fraction * along_x[:, rows.upper]
+def _values_at_mask_rows(mask: np.ndarray, cols: AxisSamples) -> np.ndarray:
+    """float32[box width, M]: each box column interpolated along x at every mask row
+    (the ``top``/``bottom`` terms of paste_masks, same float32 operations)."""
+    transposed = np.ascontiguousarray(mask.T)
+    return ((1 - cols.fraction)[:, None] * transposed[cols.lower]
+            + cols.fraction[:, None] * transposed[cols.upper])
+
+
+def _box_mask(mask: np.ndarray, rows: AxisSamples, cols: AxisSamples,
+              threshold: float) -> Tuple[np.ndarray, float]:
+    """(bool[box width, box height] on-pixels, sum of their probabilities).
+
+    Transposed so that a C-order walk is COCO's column-major order. Along a
+    column, pixels between mask rows i and i + 1 (a segment) interpolate two
+    values a and b; when both are clearly above the threshold (or both clearly
+    below) every pixel of the segment is on (off) whatever float32 rounding
+    does, so only segments that straddle the threshold are computed pixel by
+    pixel, with exactly paste_masks' arithmetic.
+    """
+    mask_size = mask.shape[0]
+    at_rows = _values_at_mask_rows(mask, cols)
+    segments = max(mask_size - 1, 1)
+    upper_of = np.minimum(np.arange(segments) + 1, mask_size - 1)
+    first, second = at_rows[:, :segments], at_rows[:, upper_of]
+    # Three float32 roundings of a convex combination move it by < 4 ulp of its inputs.
+    margin = 1e-6 * max(1.0, float(np.abs(mask).max()))
+    surely_on = np.minimum(first, second) > threshold + margin
+    unsure = ~surely_on & (np.maximum(first, second) >= threshold - margin)
+    rows_per_segment = np.bincount(rows.lower, minlength=segments)
+    on = np.repeat(surely_on, rows_per_segment, axis=1)
+    upper_weight = np.bincount(rows.lower, weights=rows.fraction, minlength=segments)
+    probability_sum = float(np.sum((first * (rows_per_segment - upper_weight)
+                                    + second * upper_weight)[surely_on]))
+    columns, segment_ids = np.nonzero(unsure & (rows_per_segment > 0))
+    if len(columns):
+        counts = rows_per_segment[segment_ids]
+        segment_first_row = np.cumsum(rows_per_segment) - rows_per_segment
+        within = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+        row = np.repeat(segment_first_row[segment_ids], counts) + within
+        column = np.repeat(columns, counts)
+        fraction = rows.fraction[row]
+        flat_rows = at_rows.ravel()
+        values = ((1 - fraction) * flat_rows[column * mask_size + rows.lower[row]]
+                  + fraction * flat_rows[column * mask_size + rows.upper[row]])
+        hits = values > threshold
+        on.ravel()[column * on.shape[1] + row] = hits
+        probability_sum += float(values[hits].sum(dtype=np.float64))
+    return on, probability_sum
 
 
 def _run_lengths(on: np.ndarray, rows: AxisSamples, cols: AxisSamples, height: int,
                  width: int) -> np.ndarray:
     """COCO run lengths of the whole image from the box's on-pixels ``on`` [box width, box height]."""
-    box_width, box_height = on.shape
-    padded = np.zeros([box_width, box_height + 2], np.int8)
-    padded[:, 1:-1] = on
-    steps = np.diff(padded, axis=1).ravel()  # +1 where a run of 1s starts, -1 after it ends
-    positions = np.flatnonzero(steps)
-    column = cols.start + positions // (box_height + 1)
-    row = rows.start + positions % (box_height + 1)
-    changes = column * height + row  # index in the column-major walk of the image
+    box_height = on.shape[1]
+    base = cols.start * height + rows.start  # image index of the box's top-left pixel
+    tops = np.flatnonzero(on[:, 0])
+    bottoms = np.flatnonzero(on[:, -1])
+    parts = [base + tops * height, base + bottoms * height + box_height]
+    if box_height > 1:
+        inside = np.flatnonzero(on[:, 1:] != on[:, :-1])
+        parts.append(base + (inside // (box_height - 1)) * height + inside % (box_height - 1) + 1)
+    changes = np.sort(np.concatenate(parts))  # indices in the column-major walk where runs start
     # A run ending at the bottom of one column and one starting at the top of the
     # next are one run in the image: drop both changes.
     joined = changes[1:] == changes[:-1]
@@ -182,10 +238,9 @@ def encode_mask(mask: np.ndarray, box: Sequence[float], image_height: int, image
     if box_pixels == 0:
         runs = np.array([image_height * image_width])
         return EncodedMask(_compress(runs, image_height, image_width), 0, 0.0, 0.0)
-    probabilities = _box_probabilities(mask, rows, cols)
-    on = probabilities > threshold
+    on, probability_sum = _box_mask(mask, rows, cols, threshold)
     area = int(np.count_nonzero(on))
-    mean_score = float(probabilities[on].sum(dtype=np.float64) / area) if area else 0.0
+    mean_score = probability_sum / area if area else 0.0
     runs = _run_lengths(on, rows, cols, image_height, image_width)
     return EncodedMask(_compress(runs, image_height, image_width), area, mean_score,
                        area / box_pixels)
