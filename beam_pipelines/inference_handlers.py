@@ -85,7 +85,6 @@ def example_handler(model_path: str, signature: str) -> ModelHandler:
     """tfx-bsl's handler for a tf.Example signature (in-process TF1-style session)."""
     from tfx_bsl.public.beam.run_inference import CreateModelHandler
     from tfx_bsl.public.proto import model_spec_pb2
-    enable_gpu_memory_growth()
     spec = model_spec_pb2.InferenceSpecType(saved_model_spec=model_spec_pb2.SavedModelSpec(
         model_path=model_path, signature_name=[signature]))
     return CreateModelHandler(spec)
@@ -112,6 +111,7 @@ class RetrySingly(ModelHandler):
         self._inner = inner
 
     def load_model(self) -> Any:
+        enable_gpu_memory_growth()  # before the inner handler's TensorFlow touches a GPU
         return self._inner.load_model()
 
     def run_inference(self, batch: Sequence[Any], model: Any,

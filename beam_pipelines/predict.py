@@ -21,11 +21,10 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
 
-from beam_pipelines import image_paths, predict_inputs, predict_outputs
+from beam_pipelines import image_paths, predict_inputs, predict_outputs, rle
 from beam_pipelines.inference_handlers import (RetrySingly, SavedModelSignatureHandler,
                                                example_handler)
 from beam_pipelines.pipeline_metrics import counter_values, summary_line
-from beam_pipelines.rle import EncodeMasksRle
 from beam_pipelines.runner_choice import create_pipeline
 from beam_pipelines.saved_model_check import (EXAMPLE_INPUT, EXAMPLE_SIGNATURE, IMAGE_INPUT,
                                               IMAGE_SIGNATURE, ModelError, check_signature)
@@ -104,7 +103,7 @@ def build(pipeline: beam.Pipeline, args: argparse.Namespace, handler: KeyedModel
         | "SelectDetections" >> beam.ParDo(predict_outputs.ToDetections(
             args.min_score_threshold)).with_outputs(predict_inputs.ERRORS, main="detections"))
     _ = (detections.detections
-         | "EncodeMasksRle" >> beam.ParDo(EncodeMasksRle(MASK_THRESHOLD))
+         | "EncodeMasksRle" >> beam.ParDo(rle.EncodeMasksRle(MASK_THRESHOLD))
          | "ToJsonLines" >> beam.FlatMap(predict_outputs.to_json_lines, args.attribute_threshold)
          | "WriteDetections" >> beam.io.WriteToText(
              args.output, file_name_suffix=".jsonl", num_shards=args.num_shards,
@@ -141,11 +140,13 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -
     counters = counter_values(result, predict_inputs.NAMESPACE)
     for name in SUMMARY_COUNTERS:
         counters.setdefault(name, 0)
+    counters.update({f"{rle.NAMESPACE}.{name}": value
+                     for name, value in counter_values(result, rle.NAMESPACE).items()})
     shards = f"{args.num_shards:05d}" if args.num_shards else "NNNNN"
     print(f"detections: {args.output}-SSSSS-of-{shards}.jsonl")
     print(f"errors: {args.output}-errors-00000-of-00001.jsonl")
     details = {name: value for name, value in sorted(counters.items())
-               if "." in name or name == "images_converted"}
+               if name not in SUMMARY_COUNTERS}
     if details:
         print(" ".join(f"{name}={value}" for name, value in details.items()))
     print(summary_line(counters, SUMMARY_COUNTERS), flush=True)

@@ -11,7 +11,10 @@ import pytest
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 from PIL import Image
 
+from beam_pipelines.image_ids import image_id_from_path
 from beam_pipelines.inference_handlers import InferenceFailed, RetrySingly
+from beam_pipelines.predict_inputs import record_image_id
+from beam_pipelines.predict_outputs import detection_id
 from beam_pipelines.saved_model_check import ModelError
 from model.synthetic.generate import SyntheticConfig, generate_split
 from tests.prediction_helpers import (check_detections, read_detections, read_errors, run_predict,
@@ -155,3 +158,14 @@ def test_wrong_models_are_named(tiny_model, tmp_path):
     with pytest.raises(SystemExit, match="no file matches --images"):
         run_predict("--model", tiny_model, "--images", str(tmp_path / "none" / "*.jpg"),
                     "--output", images + "/o")
+
+
+def test_image_ids_of_records_and_detection_ids():
+    assert record_image_id("123", "a.jpg") == 123
+    assert record_image_id("photo-7", "a.jpg") == image_id_from_path("photo-7")
+    assert record_image_id("", "shop/a.jpg") == image_id_from_path("shop/a.jpg")
+    assert record_image_id(str(2 ** 53), "a.jpg") == image_id_from_path(str(2 ** 53))
+    largest = detection_id(2 ** 53 - 1, 1023)
+    assert largest < 2 ** 63 and largest // 1024 == 2 ** 53 - 1
+    with pytest.raises(ValueError, match="more than 1024"):
+        detection_id(5, 1024)
