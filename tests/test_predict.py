@@ -140,7 +140,7 @@ def test_image_only_records_give_the_same_detections(predicted, photos, tiny_mod
         assert from_records[key]["score"] == pytest.approx(from_images[key]["score"], abs=1e-4)
 
 
-def test_annotated_records_keep_coco_image_ids(photos, tiny_model, tmp_path):
+def test_annotated_records_keep_coco_image_ids(photos, tiny_model, tmp_path, capsys):
     image_dir, json_path, _ = photos
     flat = tmp_path / "flat"
     shutil.copytree(image_dir, flat, ignore=shutil.ignore_patterns("more"))
@@ -151,6 +151,8 @@ def test_annotated_records_keep_coco_image_ids(photos, tiny_model, tmp_path):
     counters = run_predict("--model", tiny_model, "--tfrecords", records + "-*.tfrecord",
                            "--output", prefix, "--min_score_threshold", "0.0",
                            "--notfx_bsl_handler")
+    last_line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last_line == " ".join(f"{name}={counters[name]}" for name in SUMMARY)
     assert counters["images_read"] == counters["images_predicted"] == 5
     rows = read_detections(prefix)
     check_detections(rows, image_sizes(str(flat)))
