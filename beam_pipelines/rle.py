@@ -11,7 +11,6 @@ COCO RLE runs go through the image column by column (Fortran order),
 alternating 0s and 1s and starting with a run of 0s (possibly empty).
 """
 import dataclasses
-import math
 import time
 from typing import Any, Dict, Iterable, List, Mapping, Sequence, Tuple
 
@@ -19,6 +18,8 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.metrics import Metrics
 from pycocotools import mask as coco_mask
+
+from beam_pipelines.rle_runs import extent, image_runs
 
 NAMESPACE = "rle"
 MASK_KEYS = ("boxes", "mask_probabilities", "image_size")
@@ -39,16 +40,6 @@ class AxisSamples:
     fraction: np.ndarray
 
 
-def _first_centre_at(value: float, size: int) -> int:
-    """The smallest pixel p in [0, size] with p + 0.5 >= value (size when there is none)."""
-    pixel = min(max(math.ceil(value - 0.5), 0), size)
-    while pixel > 0 and pixel - 0.5 >= value:  # value - 0.5 may have been rounded
-        pixel -= 1
-    while pixel < size and pixel + 0.5 < value:
-        pixel += 1
-    return pixel
-
-
 def axis_samples(low: float, high: float, size: int, mask_size: int) -> AxisSamples:
     """The pixels of an axis of ``size`` pixels inside [low, high) and their mask cells.
 
@@ -58,10 +49,7 @@ def axis_samples(low: float, high: float, size: int, mask_size: int) -> AxisSamp
     from u. A box that is empty, inverted or not finite has no pixels.
     """
     low, high = float(low), float(high)
-    if not (math.isfinite(low) and math.isfinite(high)) or high <= low:
-        start = stop = 0
-    else:
-        start, stop = _first_centre_at(low, size), _first_centre_at(high, size)
+    start, stop = extent(low, high, size)
     if stop <= start:
         empty = np.zeros([0], np.int64)
         return AxisSamples(start, start, empty, empty, np.zeros([0], np.float32))
@@ -148,111 +136,25 @@ class EncodedMask:
     area_fraction: float
 
 
-def _values_at_mask_rows(mask: np.ndarray, cols: AxisSamples) -> np.ndarray:
-    """float32[box width, M]: each box column interpolated along x at every mask row
-    (the ``top``/``bottom`` terms of paste_masks, same float32 operations)."""
-    transposed = np.ascontiguousarray(mask.T)
-    return ((1 - cols.fraction)[:, None] * transposed[cols.lower]
-            + cols.fraction[:, None] * transposed[cols.upper])
-
-
-def _box_mask(mask: np.ndarray, rows: AxisSamples, cols: AxisSamples,
-              threshold: float) -> Tuple[np.ndarray, float]:
-    """(bool[box width, box height] on-pixels, sum of their probabilities).
-
-    Transposed so that a C-order walk is COCO's column-major order. Along a
-    column, pixels between mask rows i and i + 1 (a segment) interpolate two
-    values a and b; when both are clearly above the threshold (or both clearly
-    below) every pixel of the segment is on (off) whatever float32 rounding
-    does, so only segments that straddle the threshold are computed pixel by
-    pixel, with exactly paste_masks' arithmetic.
-    """
-    mask_size = mask.shape[0]
-    at_rows = _values_at_mask_rows(mask, cols)
-    segments = max(mask_size - 1, 1)
-    upper_of = np.minimum(np.arange(segments) + 1, mask_size - 1)
-    first, second = at_rows[:, :segments], at_rows[:, upper_of]
-    # Three float32 roundings of a convex combination move it by < 4 ulp of its inputs.
-    margin = 1e-6 * max(1.0, float(np.abs(mask).max()))
-    surely_on = np.minimum(first, second) > threshold + margin
-    unsure = ~surely_on & (np.maximum(first, second) >= threshold - margin)
-    rows_per_segment = np.bincount(rows.lower, minlength=segments)
-    on = np.repeat(surely_on, rows_per_segment, axis=1)
-    upper_weight = np.bincount(rows.lower, weights=rows.fraction, minlength=segments)
-    probability_sum = float(np.sum((first * (rows_per_segment - upper_weight)
-                                    + second * upper_weight)[surely_on]))
-    columns, segment_ids = np.nonzero(unsure & (rows_per_segment > 0))
-    if len(columns):
-        counts = rows_per_segment[segment_ids]
-        segment_first_row = np.cumsum(rows_per_segment) - rows_per_segment
-        within = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-        row = np.repeat(segment_first_row[segment_ids], counts) + within
-        column = np.repeat(columns, counts)
-        fraction = rows.fraction[row]
-        flat_rows = at_rows.ravel()
-        values = ((1 - fraction) * flat_rows[column * mask_size + rows.lower[row]]
-                  + fraction * flat_rows[column * mask_size + rows.upper[row]])
-        hits = values > threshold
-        on.ravel()[column * on.shape[1] + row] = hits
-        probability_sum += float(values[hits].sum(dtype=np.float64))
-    return on, probability_sum
-
-
-def _run_lengths(on: np.ndarray, rows: AxisSamples, cols: AxisSamples, height: int,
-                 width: int) -> np.ndarray:
-    """COCO run lengths of the whole image from the box's on-pixels ``on`` [box width, box height]."""
-    box_height = on.shape[1]
-    base = cols.start * height + rows.start  # image index of the box's top-left pixel
-    tops = np.flatnonzero(on[:, 0])
-    bottoms = np.flatnonzero(on[:, -1])
-    parts = [base + tops * height, base + bottoms * height + box_height]
-    if box_height > 1:
-        inside = np.flatnonzero(on[:, 1:] != on[:, :-1])
-        parts.append(base + (inside // (box_height - 1)) * height + inside % (box_height - 1) + 1)
-    changes = np.sort(np.concatenate(parts))  # indices in the column-major walk where runs start
-    # A run ending at the bottom of one column and one starting at the top of the
-    # next are one run in the image: drop both changes.
-    joined = changes[1:] == changes[:-1]
-    keep = np.ones(len(changes), bool)
-    keep[1:] &= ~joined
-    keep[:-1] &= ~joined
-    changes = changes[keep]
-    total = height * width
-    if len(changes) and changes[-1] == total:  # ends on a 1: no trailing run of 0s
-        changes = changes[:-1]
-    return np.diff(np.concatenate([[0], changes, [total]]))
-
-
 def _compress(run_lengths: np.ndarray, height: int, width: int) -> Dict[str, Any]:
     compressed = coco_mask.frPyObjects(
         {"size": [height, width], "counts": run_lengths.astype(np.uint64)}, height, width)
     return {"size": [height, width], "counts": compressed["counts"].decode("ascii")}
 
 
-def encode_mask(mask: np.ndarray, box: Sequence[float], image_height: int, image_width: int,
-                threshold: float = 0.5) -> EncodedMask:
-    """One float32[M, M] mask in its [xmin, ymin, xmax, ymax] pixel box -> EncodedMask."""
-    mask_size = mask.shape[0]
-    rows = axis_samples(box[1], box[3], image_height, mask_size)
-    cols = axis_samples(box[0], box[2], image_width, mask_size)
-    box_pixels = (rows.stop - rows.start) * (cols.stop - cols.start)
-    if box_pixels == 0:
-        runs = np.array([image_height * image_width])
-        return EncodedMask(_compress(runs, image_height, image_width), 0, 0.0, 0.0)
-    on, probability_sum = _box_mask(mask, rows, cols, threshold)
-    area = int(np.count_nonzero(on))
-    mean_score = probability_sum / area if area else 0.0
-    runs = _run_lengths(on, rows, cols, image_height, image_width)
-    return EncodedMask(_compress(runs, image_height, image_width), area, mean_score,
-                       area / box_pixels)
-
-
 def encode_masks_with_scores(mask_probs: np.ndarray, boxes: np.ndarray, image_height: int,
                              image_width: int, threshold: float = 0.5) -> List[EncodedMask]:
     """EncodedMask per detection (empty masks included), same arguments as paste_masks."""
     mask_probs, boxes = _check_inputs(mask_probs, boxes, threshold)
-    return [encode_mask(mask, box, image_height, image_width, threshold)
-            for mask, box in zip(mask_probs, boxes)]
+    found = image_runs(mask_probs, boxes, image_height, image_width, threshold)
+    encoded = []
+    for runs, area, probability_sum, box_pixels in zip(
+            found.runs, found.area.tolist(), found.probability_sum.tolist(),
+            found.box_pixels.tolist()):
+        encoded.append(EncodedMask(_compress(runs, image_height, image_width), area,
+                                   probability_sum / area if area else 0.0,
+                                   area / box_pixels if box_pixels else 0.0))
+    return encoded
 
 
 def encode_masks_rle(mask_probs: np.ndarray, boxes: np.ndarray, image_height: int, image_width: int,
