@@ -105,9 +105,9 @@ def image_runs(mask_probs: np.ndarray, boxes: np.ndarray, height: int, width: in
     col_box = cols.owner
 
     # Every box column interpolated along x at every mask row: float32[columns, M].
-    transposed = np.ascontiguousarray(mask_probs.transpose(0, 2, 1))
-    at_rows = ((1 - cols.fraction)[:, None] * transposed[col_box, cols.lower]
-               + cols.fraction[:, None] * transposed[col_box, cols.upper])
+    mask_columns = np.ascontiguousarray(mask_probs.transpose(0, 2, 1)).reshape(-1, mask_size)
+    at_rows = ((1 - cols.fraction)[:, None] * mask_columns[col_box * mask_size + cols.lower]
+               + cols.fraction[:, None] * mask_columns[col_box * mask_size + cols.upper])
 
     cells = max(mask_size - 1, 1)
     first = at_rows[:, :cells]
@@ -131,11 +131,9 @@ def image_runs(mask_probs: np.ndarray, boxes: np.ndarray, height: int, width: in
     on_first = np.zeros([count, cells])
     on_second = np.zeros([count, cells])
     if len(col_starts):
-        on_columns[boxes_with_cols] = np.add.reduceat(surely_on, col_starts, axis=0, dtype=np.float64)
-        on_first[boxes_with_cols] = np.add.reduceat(np.where(surely_on, first, 0), col_starts,
-                                                    axis=0, dtype=np.float64)
-        on_second[boxes_with_cols] = np.add.reduceat(np.where(surely_on, second, 0), col_starts,
-                                                     axis=0, dtype=np.float64)
+        on_columns[boxes_with_cols] = np.add.reduceat(surely_on.astype(np.float32), col_starts, axis=0)
+        on_first[boxes_with_cols] = np.add.reduceat(first * surely_on, col_starts, axis=0)
+        on_second[boxes_with_cols] = np.add.reduceat(second * surely_on, col_starts, axis=0)
     area = (on_columns * cell_rows_of_box).sum(axis=1)
     probability_sum = (on_first * (cell_rows_of_box - upper_weight)
                        + on_second * upper_weight).sum(axis=1)
