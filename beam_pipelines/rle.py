@@ -3,16 +3,16 @@
 The model gives each detection an M x M grid of mask probabilities (M = 28)
 covering its box. Pasting that grid into the image follows one convention,
 written out in ``paste_masks`` (the plain full-canvas reference).
-``encode_masks_rle`` produces the same bits without the canvas: it
-interpolates only the pixels inside the box and turns them into COCO runs
-directly, so its cost grows with the box, not with the image.
+``encode_masks_rle`` produces the same bits without the canvas (see
+``rle_runs``): its cost grows with the box's width and with the pixels where
+the mask crosses the threshold, not with the image.
 
 COCO RLE runs go through the image column by column (Fortran order),
 alternating 0s and 1s and starting with a run of 0s (possibly empty).
 """
 import dataclasses
 import time
-from typing import Any, Dict, Iterable, List, Mapping, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Tuple
 
 import apache_beam as beam
 import numpy as np
