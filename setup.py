@@ -22,6 +22,8 @@ REQUIRED = [
 TEST = [
     "pytest>=8",
     "gcp-storage-emulator>=2024.8",
+    # The official Fashionpedia evaluator: the oracle of the evaluation tests only.
+    "fashionpedia==1.1",
 ]
 
 setuptools.setup(

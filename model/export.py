@@ -23,6 +23,7 @@ from model.config.schema import ModelConfig
 from model.label_map import Attribute, Category, LabelMap
 from model.modeling.maskrcnn import AttributeMaskRCNN
 from model.serving import ServingModule
+from model.variable_names import below_model_scope
 
 LABELS_FILE = "labels.json"
 
@@ -55,21 +56,15 @@ def resolve_label_map(config: ModelConfig, labels: Optional[str],
     return identity_label_map(config), "identity"
 
 
-def _below_model(name: str) -> str:
-    """A variable name without its first component (the model's own, which Keras
-    may uniquify, e.g. ``attribute_mask_rcnn_1/backbone/...``)."""
-    return name.split(":")[0].split("/", 1)[-1]
-
-
 def restore_by_name(model: tf.keras.Model, checkpoint: str) -> None:
     """Assigns every model variable from the checkpoint tensor of the same name
     (compared below the model's own name scope)."""
     reader = tf.train.load_checkpoint(checkpoint)
-    available = {_below_model(name): (name, shape)
+    available = {below_model_scope(name): (name, shape)
                  for name, shape in reader.get_variable_to_shape_map().items()}
     missing = []
     for variable in model.variables:
-        found = available.get(_below_model(variable.name))
+        found = available.get(below_model_scope(variable.name))
         if found and list(found[1]) == variable.shape.as_list():
             variable.assign(reader.get_tensor(found[0]))
         else:

@@ -1,9 +1,11 @@
 """The input parser on records written by make_records from the synthetic generator."""
+import dataclasses
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from model.data import augment
+from model.data import augment, autoaugment
 from model.data.parser import EVAL, IMAGENET_MEAN, IMAGENET_STD, TRAIN, Parser, ParserSettings, make_dataset
 from model.synthetic import taxonomy
 from model.synthetic.generate import SyntheticConfig, generate_split
@@ -65,16 +67,12 @@ def _colour_under_mask(image, box, mask):
     return crop.numpy()[mask > 0].mean(axis=0) * 255.0
 
 
-def test_training_augmentation_keeps_image_boxes_masks_and_attributes_aligned(synthetic_records):
-    path, label_map = synthetic_records
-    tf.random.set_seed(3)
-    settings = ParserSettings(output_size=(128, 128), max_level=6,
-                              num_attributes=label_map.num_attributes, max_num_instances=6,
-                              mask_crop_size=32, aug_scale_min=0.8, aug_scale_max=1.6)
-    parser = Parser(settings, TRAIN)
+def _count_instances_whose_colour_matches_their_attribute(path, parser, repeats=3):
+    """Parses the records ``repeats`` times; asserts that the colour under each instance's
+    mask is the colour its attributes name; returns how many instances were judged."""
     colours = {aid: np.array(rgb, float) for aid, rgb in taxonomy.COLOURS.values()}
     instances = 0
-    for _ in range(3):
+    for _ in range(repeats):
         for image, labels in _parsed(path, parser):
             pixels = image.numpy() * IMAGENET_STD + IMAGENET_MEAN
             for index in range(int(labels["num_instances"])):
@@ -90,7 +88,49 @@ def test_training_augmentation_keeps_image_boxes_masks_and_attributes_aligned(sy
                     seen / max(seen.max(), 1) - colours[a] / colours[a].max()))
                 assert nearest == colour_id
                 instances += 1
-    assert instances > 20
+    return instances
+
+
+def test_training_augmentation_keeps_image_boxes_masks_and_attributes_aligned(synthetic_records):
+    path, label_map = synthetic_records
+    tf.random.set_seed(3)
+    settings = ParserSettings(output_size=(128, 128), max_level=6,
+                              num_attributes=label_map.num_attributes, max_num_instances=6,
+                              mask_crop_size=32, aug_scale_min=0.8, aug_scale_max=1.6)
+    assert _count_instances_whose_colour_matches_their_attribute(path, Parser(settings, TRAIN)) > 20
+
+
+@pytest.mark.parametrize("after_resizing", [True, False])
+def test_geometric_autoaugment_keeps_masks_and_attributes_on_their_instances(
+        synthetic_records, monkeypatch, after_resizing):
+    # Colour operations would change the colours this check reads, so the policy here is
+    # the geometric part of v3 at full probability.
+    monkeypatch.setitem(autoaugment.POLICIES, "geometric", (
+        (("Rotate", 1.0, 8), ("TranslateY", 1.0, 1)),
+        (("TranslateX", 1.0, 2), ("ShearY", 1.0, 6))))
+    path, label_map = synthetic_records
+    tf.random.set_seed(7)
+    settings = ParserSettings(output_size=(128, 128), max_level=6,
+                              num_attributes=label_map.num_attributes, max_num_instances=6,
+                              mask_crop_size=32, aug_scale_min=0.8, aug_scale_max=1.25,
+                              autoaugment_policy="geometric",
+                              apply_autoaugment_after_resizing=after_resizing)
+    assert _count_instances_whose_colour_matches_their_attribute(path, Parser(settings, TRAIN),
+                                                                 repeats=1) > 15
+
+
+def test_autoaugment_v3_batches_with_static_shapes(synthetic_records):
+    path, label_map = synthetic_records
+    settings = ParserSettings(output_size=(128, 128), max_level=6,
+                              num_attributes=label_map.num_attributes, max_num_instances=6,
+                              mask_crop_size=32, autoaugment_policy="v3")
+    images, labels = next(iter(make_dataset(path, Parser(settings, TRAIN), 4, training=False)))
+    assert images.shape == (4, 128, 128, 3) and labels["gt_masks"].shape == (4, 6, 32, 32)
+    valid = labels["gt_classes"].numpy() > 0
+    assert np.array_equal(valid, labels["gt_boxes"].numpy()[..., 2] > 0)
+    assert np.all(labels["gt_masks"].numpy()[valid].sum(axis=(1, 2)) > 0)
+    with pytest.raises(ValueError, match="autoaugment_policy"):
+        Parser(dataclasses.replace(settings, autoaugment_policy="v0"), TRAIN)
 
 
 def test_training_flips_about_half_of_the_images(synthetic_records):

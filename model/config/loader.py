@@ -107,6 +107,14 @@ def load_config(preset_or_path: Optional[str] = None,
     return _build(ExperimentConfig, data, "")
 
 
+def loads_config(text: str) -> ExperimentConfig:
+    """The config a YAML text (as written by ``to_yaml``) describes."""
+    data = yaml.safe_load(text) or {}
+    if not isinstance(data, dict):
+        raise ConfigError("a config must hold a mapping at the top level")
+    return _build(ExperimentConfig, data, "")
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, dict):
         return {key: _plain(item) for key, item in value.items()}

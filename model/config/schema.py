@@ -8,15 +8,34 @@ from typing import Tuple
 
 
 @dataclasses.dataclass
+class SpineNetConfig:
+    model_id: str = "49"  # "49S", "49", "96" or "143" (scaling of the SpineNet-49 specification)
+    activation: str = "relu"  # "relu" or "swish"
+    stochastic_depth_rate: float = 0.0  # drop rate of the last block's residual branch (training)
+
+
+@dataclasses.dataclass
 class BackboneConfig:
-    type: str = "resnet"
-    depth: int = 50  # 18, 34, 50 or 101
-    width_multiplier: float = 1.0  # scales every stage's filters (small models)
-    freeze_bn: bool = False
+    type: str = "resnet"  # "resnet" or "spinenet"
+    depth: int = 50  # ResNet: 18, 34, 50 or 101
+    width_multiplier: float = 1.0  # ResNet: scales every stage's filters (small models)
+    freeze_bn: bool = False  # ResNet
+    spinenet: SpineNetConfig = dataclasses.field(default_factory=SpineNetConfig)
+
+
+@dataclasses.dataclass
+class NormConfig:
+    """Batch normalisation of the backbone and of the heads that use it."""
+    use_sync_bn: bool = False  # statistics over all TPU cores (cross-replica mean)
+    momentum: float = 0.997
+    epsilon: float = 1e-4
 
 
 @dataclasses.dataclass
 class FpnConfig:
+    # "fpn": top-down feature pyramid on the backbone's levels 2..5; "identity": the
+    # backbone already gives min_level..max_level with num_filters channels (SpineNet).
+    type: str = "fpn"
     min_level: int = 2
     max_level: int = 6
     num_filters: int = 256
@@ -101,6 +120,7 @@ class ModelConfig:
     num_classes: int = 47  # including background
     num_attributes: int = 341
     backbone: BackboneConfig = dataclasses.field(default_factory=BackboneConfig)
+    norm: NormConfig = dataclasses.field(default_factory=NormConfig)
     fpn: FpnConfig = dataclasses.field(default_factory=FpnConfig)
     anchor: AnchorConfig = dataclasses.field(default_factory=AnchorConfig)
     rpn: RpnConfig = dataclasses.field(default_factory=RpnConfig)
@@ -125,6 +145,8 @@ class InputConfig:
     max_num_instances: int = 100
     mask_crop_size: int = 112
     shuffle_buffer: int = 1024
+    autoaugment_policy: str = "none"  # "none" or "v3" (detection AutoAugment, masks kept aligned)
+    apply_autoaugment_after_resizing: bool = True  # False: on the original image, before the flip
 
 
 @dataclasses.dataclass

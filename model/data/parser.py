@@ -3,6 +3,9 @@
 Reads records through ``model.record_schema.RecordDecoder``. Training applies a
 random horizontal flip and scale jitter with a random crop, then pads to the
 output size; eval/predict resize the long side to the output size and pad.
+Training can add detection AutoAugment (``autoaugment_policy``), either on the
+original image or, as in the 1st-place iMaterialist 2020 recipe, on the resized
+and cropped image before padding; masks follow every geometric operation.
 Every ground-truth tensor is padded to ``max_num_instances`` (boxes and classes
 with -1), so shapes are static for a known batch size.
 
@@ -24,7 +27,7 @@ from typing import Dict, Tuple
 import tensorflow as tf
 
 from model.config.schema import ExperimentConfig
-from model.data import augment
+from model.data import augment, autoaugment
 from model.record_schema import RecordDecoder
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -43,6 +46,8 @@ class ParserSettings:
     max_num_instances: int = 100
     mask_crop_size: int = 112
     include_masks: bool = True
+    autoaugment_policy: str = "none"  # "none" or a policy of model.data.autoaugment
+    apply_autoaugment_after_resizing: bool = True
 
     @classmethod
     def from_experiment(cls, config: ExperimentConfig) -> "ParserSettings":
@@ -53,7 +58,9 @@ class ParserSettings:
                    num_attributes=config.model.num_attributes,
                    aug_rand_hflip=data.aug_rand_hflip, aug_scale_min=data.aug_scale_min,
                    aug_scale_max=data.aug_scale_max, max_num_instances=data.max_num_instances,
-                   mask_crop_size=data.mask_crop_size)
+                   mask_crop_size=data.mask_crop_size,
+                   autoaugment_policy=data.autoaugment_policy,
+                   apply_autoaugment_after_resizing=data.apply_autoaugment_after_resizing)
 
 
 class Parser:
@@ -62,6 +69,9 @@ class Parser:
     def __init__(self, settings: ParserSettings, mode: str):
         if mode not in (TRAIN, EVAL, PREDICT):
             raise ValueError(f"mode must be train, eval or predict, got {mode!r}")
+        if settings.autoaugment_policy not in ("none", *autoaugment.POLICIES):
+            raise ValueError(f"autoaugment_policy must be none or one of "
+                             f"{sorted(autoaugment.POLICIES)}, got {settings.autoaugment_policy!r}")
         stride = 2 ** settings.max_level
         if any(side % stride for side in settings.output_size):
             raise ValueError(f"output_size {settings.output_size} must be a multiple of "
@@ -78,6 +88,9 @@ class Parser:
         masks = (data["groundtruth_instance_masks"] if settings.include_masks
                  else tf.zeros([tf.shape(boxes)[0], 1, 1], tf.uint8))
         training = self._mode == TRAIN
+        use_autoaugment = training and settings.autoaugment_policy != "none"
+        if use_autoaugment and not settings.apply_autoaugment_after_resizing:
+            image, boxes, masks = self._autoaugment(image, boxes, masks)
         if training and settings.aug_rand_hflip:
             image, boxes, masks = tf.cond(
                 tf.random.uniform([]) < 0.5,
@@ -86,45 +99,88 @@ class Parser:
         scale_min, scale_max = ((settings.aug_scale_min, settings.aug_scale_max) if training
                                 else (1.0, 1.0))
         image, image_info = augment.resize_and_crop(image, settings.output_size, scale_min, scale_max)
+        valid_size = tf.minimum(image_info[1] - image_info[3],
+                                tf.constant(settings.output_size, tf.float32))
+        output_boxes = augment.clip_boxes(augment.boxes_to_output(boxes, image_info),
+                                          *tf.unstack(valid_size))
+        instances = _keep_nonempty(output_boxes, {
+            "classes": tf.cast(data["groundtruth_classes"], tf.int32),
+            "is_crowd": data["groundtruth_is_crowd"],
+            "attributes": tf.cast(data["groundtruth_attributes"], tf.float32),
+            "masks": masks,
+        })
+        if use_autoaugment and settings.apply_autoaugment_after_resizing:
+            image, instances = self._autoaugment_resized(image, image_info, valid_size, instances)
         image = (image - IMAGENET_MEAN) / IMAGENET_STD
 
-        output_boxes = augment.clip_boxes(augment.boxes_to_output(boxes, image_info),
-                                          *tf.unstack(tf.minimum(
-                                              image_info[1] - image_info[3],
-                                              tf.constant(settings.output_size, tf.float32))))
-        keep = tf.logical_and(output_boxes[:, 2] > output_boxes[:, 0],
-                              output_boxes[:, 3] > output_boxes[:, 1])
-        output_boxes = tf.boolean_mask(output_boxes, keep)
+        output_boxes = instances["boxes"]
         labels = {
             "image_info": image_info,
             "source_id": _source_id_number(data["source_id"]),
-            "num_instances": tf.minimum(tf.reduce_sum(tf.cast(keep, tf.int32)),
-                                        settings.max_num_instances),
+            "num_instances": tf.minimum(tf.shape(output_boxes)[0], settings.max_num_instances),
             "gt_boxes": augment.pad_to(output_boxes, settings.max_num_instances, -1.0),
-            "gt_classes": augment.pad_to(
-                tf.cast(tf.boolean_mask(data["groundtruth_classes"], keep), tf.int32),
-                settings.max_num_instances, -1),
-            "gt_is_crowd": augment.pad_to(tf.boolean_mask(data["groundtruth_is_crowd"], keep),
-                                          settings.max_num_instances, False),
-            "gt_attributes": augment.pad_to(
-                tf.cast(tf.boolean_mask(data["groundtruth_attributes"], keep), tf.float32),
-                settings.max_num_instances, 0.0),
+            "gt_classes": augment.pad_to(instances["classes"], settings.max_num_instances, -1),
+            "gt_is_crowd": augment.pad_to(instances["is_crowd"], settings.max_num_instances, False),
+            "gt_attributes": augment.pad_to(instances["attributes"], settings.max_num_instances, 0.0),
         }
         if settings.include_masks:
+            if use_autoaugment and settings.apply_autoaugment_after_resizing:
+                # Masks are already in the output frame, cropped to the valid region.
+                crop_boxes = output_boxes / tf.tile(valid_size, [2])
+            else:
+                crop_boxes = augment.boxes_to_original(output_boxes, image_info)
             labels["gt_masks"] = augment.pad_to(
-                self._crop_masks(tf.boolean_mask(masks, keep), output_boxes, image_info),
-                settings.max_num_instances, 0.0)
+                self._crop_masks(instances["masks"], crop_boxes), settings.max_num_instances, 0.0)
         return image, labels
 
-    def _crop_masks(self, masks: tf.Tensor, output_boxes: tf.Tensor, image_info: tf.Tensor
-                    ) -> tf.Tensor:
-        """Full-image masks [N, H, W] -> 0/1 masks of each (clipped) box [N, S, S]."""
+    def _autoaugment(self, image: tf.Tensor, boxes: tf.Tensor, masks: tf.Tensor):
+        """AutoAugment of a float [H, W, 3] image in [0, 1] with its normalised boxes and masks."""
+        pixels = tf.image.convert_image_dtype(image, tf.uint8, saturate=True)
+        pixels, boxes, masks = autoaugment.distort(pixels, boxes, masks,
+                                                   self._settings.autoaugment_policy)
+        return tf.image.convert_image_dtype(pixels, tf.float32), boxes, masks
+
+    def _autoaugment_resized(self, image: tf.Tensor, image_info: tf.Tensor, valid_size: tf.Tensor,
+                             instances: Dict[str, tf.Tensor]):
+        """AutoAugment of the valid (unpadded) region of the resized image.
+
+        The instance masks are brought to that region first (nearest resize, crop), so
+        geometric operations move them with the pixels; returns the re-padded image and
+        the instances in output pixels, minus those moved out of the image.
+        """
+        settings = self._settings
+        valid = tf.cast(valid_size, tf.int32)
+        offset = tf.cast(image_info[3], tf.int32)
+        region = image[:valid[0], :valid[1], :]
+        masks = instances["masks"][:settings.max_num_instances]
+        if settings.include_masks:
+            scaled = tf.image.resize(masks[..., tf.newaxis], tf.cast(image_info[1], tf.int32),
+                                     method="nearest")[..., 0]
+            masks = scaled[:, offset[0]:offset[0] + valid[0], offset[1]:offset[1] + valid[1]]
+        scale = tf.tile(valid_size, [2])
+        region, boxes, masks = self._autoaugment(
+            region, instances["boxes"][:settings.max_num_instances] / scale, masks)
+        image = tf.image.pad_to_bounding_box(region, 0, 0, *settings.output_size)
+        kept = {key: value[:settings.max_num_instances] for key, value in instances.items()
+                if key != "boxes"}
+        kept["masks"] = masks
+        return image, _keep_nonempty(boxes * scale, kept)
+
+    def _crop_masks(self, masks: tf.Tensor, normalised_boxes: tf.Tensor) -> tf.Tensor:
+        """Masks [N, H, W] -> 0/1 masks [N, S, S] of each box (normalised to the masks' frame)."""
         size = self._settings.mask_crop_size
-        original_boxes = augment.boxes_to_original(output_boxes, image_info)
         crops = tf.image.crop_and_resize(
-            tf.cast(masks[..., tf.newaxis], tf.float32), original_boxes,
+            tf.cast(masks[..., tf.newaxis], tf.float32), normalised_boxes,
             tf.range(tf.shape(masks)[0]), [size, size], method="bilinear")
         return tf.cast(crops[..., 0] >= 0.5, tf.float32)
+
+
+def _keep_nonempty(boxes: tf.Tensor, fields: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+    """Drops instances whose pixel box [N, 4] has no area, from the boxes and every field."""
+    keep = tf.logical_and(boxes[:, 2] > boxes[:, 0], boxes[:, 3] > boxes[:, 1])
+    kept = {key: tf.boolean_mask(value, keep) for key, value in fields.items()}
+    kept["boxes"] = tf.boolean_mask(boxes, keep)
+    return kept
 
 
 def _source_id_number(source_id: tf.Tensor) -> tf.Tensor:

@@ -33,3 +33,18 @@ class Fpn(tf.keras.layers.Layer):
         for level in range(self._top + 1, self._max_level + 1):
             outputs[level] = tf.nn.max_pool2d(outputs[level - 1], 1, 2, "VALID")
         return dict(sorted(outputs.items()))
+
+
+class IdentityFeatures(tf.keras.layers.Layer):
+    """For backbones that already output every level with the heads' width (SpineNet):
+    passes levels min_level..max_level through unchanged and checks they are there."""
+
+    def __init__(self, min_level: int, max_level: int, **kwargs):
+        super().__init__(**kwargs)
+        self._levels = range(min_level, max_level + 1)
+
+    def call(self, features: Dict[int, tf.Tensor]) -> Dict[int, tf.Tensor]:
+        missing = [level for level in self._levels if level not in features]
+        if missing:
+            raise ValueError(f"the backbone gives levels {sorted(features)}; {missing} are missing")
+        return {level: features[level] for level in self._levels}

@@ -7,15 +7,18 @@ from typing import Dict, Sequence
 
 import tensorflow as tf
 
+from model.config.schema import NormConfig
+from model.modeling.norm import batch_norm
 
-def _conv_stack(count: int, filters: int, use_bn: bool, prefix: str):
+
+def _conv_stack(count: int, filters: int, use_bn: bool, prefix: str, norm: NormConfig):
     layers = []
     for index in range(count):
         layers.append(tf.keras.layers.Conv2D(
             filters, 3, padding="same", use_bias=not use_bn, name=f"{prefix}_conv{index}",
             kernel_initializer=tf.keras.initializers.VarianceScaling(2.0, "fan_out")))
         if use_bn:
-            layers.append(tf.keras.layers.BatchNormalization(name=f"{prefix}_bn{index}"))
+            layers.append(batch_norm(norm, f"{prefix}_bn{index}"))
         layers.append(tf.keras.layers.ReLU())
     return layers
 
@@ -40,11 +43,11 @@ class RpnHead(tf.keras.layers.Layer):
     """
 
     def __init__(self, num_anchors: int, num_convs: int, num_filters: int, use_bn: bool,
-                 levels: Sequence[int], **kwargs):
+                 levels: Sequence[int], norm: NormConfig = NormConfig(), **kwargs):
         super().__init__(**kwargs)
         self._convs = [tf.keras.layers.Conv2D(num_filters, 3, padding="same", use_bias=not use_bn,
                                               name=f"conv{i}") for i in range(num_convs)]
-        self._norms = {level: [tf.keras.layers.BatchNormalization(name=f"bn_p{level}_{i}")
+        self._norms = {level: [batch_norm(norm, f"bn_p{level}_{i}")
                                for i in range(num_convs)] if use_bn else []
                        for level in levels}
         init = tf.keras.initializers.RandomNormal(stddev=0.01)
@@ -68,15 +71,15 @@ class BoxHead(tf.keras.layers.Layer):
     """RoI features [B, K, S, S, C] -> class logits [B, K, N], class-specific deltas [B, K, N, 4]."""
 
     def __init__(self, num_classes: int, num_convs: int, conv_filters: int, num_fcs: int,
-                 fc_dims: int, use_bn: bool, **kwargs):
+                 fc_dims: int, use_bn: bool, norm: NormConfig = NormConfig(), **kwargs):
         super().__init__(**kwargs)
         self._num_classes = num_classes
-        self._convs = _conv_stack(num_convs, conv_filters, use_bn, "box")
+        self._convs = _conv_stack(num_convs, conv_filters, use_bn, "box", norm)
         self._fcs = []
         for index in range(num_fcs):
             self._fcs.append(tf.keras.layers.Dense(fc_dims, use_bias=not use_bn, name=f"fc{index}"))
             if use_bn:
-                self._fcs.append(tf.keras.layers.BatchNormalization(name=f"fc_bn{index}"))
+                self._fcs.append(batch_norm(norm, f"fc_bn{index}"))
             self._fcs.append(tf.keras.layers.ReLU())
         self._classes = tf.keras.layers.Dense(
             num_classes, kernel_initializer=tf.keras.initializers.RandomNormal(stddev=0.01),
@@ -99,9 +102,10 @@ class BoxHead(tf.keras.layers.Layer):
 class MaskHead(tf.keras.layers.Layer):
     """RoI features [B, K, S, S, C] -> mask logits [B, K, 2S, 2S, N] (one mask per class)."""
 
-    def __init__(self, num_classes: int, num_convs: int, num_filters: int, use_bn: bool, **kwargs):
+    def __init__(self, num_classes: int, num_convs: int, num_filters: int, use_bn: bool,
+                 norm: NormConfig = NormConfig(), **kwargs):
         super().__init__(**kwargs)
-        self._convs = _conv_stack(num_convs, num_filters, use_bn, "mask")
+        self._convs = _conv_stack(num_convs, num_filters, use_bn, "mask", norm)
         self._upsample = tf.keras.layers.Conv2DTranspose(num_filters, 2, strides=2,
                                                          activation="relu", name="deconv")
         self._logits = tf.keras.layers.Conv2D(num_classes, 1, name="mask_logits")
@@ -118,13 +122,13 @@ class AttributeHead(tf.keras.layers.Layer):
     """RoI features [B, K, S, S, C] -> attribute logits [B, K, T]: convs, flatten, fc, logits."""
 
     def __init__(self, num_attributes: int, num_convs: int, num_filters: int, fc_dims: int,
-                 use_bn: bool, **kwargs):
+                 use_bn: bool, norm: NormConfig = NormConfig(), **kwargs):
         super().__init__(**kwargs)
         self._num_attributes = num_attributes
-        self._convs = _conv_stack(num_convs, num_filters, use_bn, "attribute")
+        self._convs = _conv_stack(num_convs, num_filters, use_bn, "attribute", norm)
         self._fc = [tf.keras.layers.Dense(fc_dims, use_bias=not use_bn, name="fc")]
         if use_bn:
-            self._fc.append(tf.keras.layers.BatchNormalization(name="fc_bn"))
+            self._fc.append(batch_norm(norm, "fc_bn"))
         self._fc.append(tf.keras.layers.ReLU())
         self._logits = tf.keras.layers.Dense(num_attributes, name="attribute_logits")
 

@@ -6,6 +6,9 @@ from typing import Dict
 
 import tensorflow as tf
 
+from model.config.schema import NormConfig
+from model.modeling.norm import batch_norm
+
 # depth -> (block kind, blocks per stage)
 _SPECS = {
     18: ("basic", (2, 2, 2, 2)),
@@ -22,9 +25,10 @@ class FrozenBatchNorm(tf.keras.layers.BatchNormalization):
         return super().call(inputs, training=False)
 
 
-def _norm(freeze: bool, name: str) -> tf.keras.layers.Layer:
-    cls = FrozenBatchNorm if freeze else tf.keras.layers.BatchNormalization
-    return cls(momentum=0.997, epsilon=1e-4, name=name)
+def _norm(freeze: bool, name: str, settings: NormConfig) -> tf.keras.layers.Layer:
+    if freeze:
+        return FrozenBatchNorm(momentum=settings.momentum, epsilon=settings.epsilon, name=name)
+    return batch_norm(settings, name)
 
 
 def _conv(filters: int, kernel: int, stride: int, name: str) -> tf.keras.layers.Layer:
@@ -45,17 +49,17 @@ class _Block(tf.keras.layers.Layer):
     """A basic (two 3x3) or bottleneck (1x1-3x3-1x1, 4x expansion) residual block."""
 
     def __init__(self, kind: str, filters: int, stride: int, project: bool, freeze_bn: bool,
-                 **kwargs):
+                 norm: NormConfig = NormConfig(), **kwargs):
         super().__init__(**kwargs)
         self._stride = stride
         out_filters = filters * 4 if kind == "bottleneck" else filters
-        self._shortcut = ([_conv(out_filters, 1, stride, "shortcut"), _norm(freeze_bn, "shortcut_bn")]
+        self._shortcut = ([_conv(out_filters, 1, stride, "shortcut"), _norm(freeze_bn, "shortcut_bn", norm)]
                           if project else [])
         if kind == "bottleneck":
             spec = [(filters, 1, 1), (filters, 3, stride), (out_filters, 1, 1)]
         else:
             spec = [(filters, 3, stride), (out_filters, 3, 1)]
-        self._convs = [(_conv(f, k, s, f"conv{i}"), _norm(freeze_bn, f"bn{i}"), k, s)
+        self._convs = [(_conv(f, k, s, f"conv{i}"), _norm(freeze_bn, f"bn{i}", norm), k, s)
                        for i, (f, k, s) in enumerate(spec)]
 
     def call(self, inputs, training=None):
@@ -74,21 +78,21 @@ class _Block(tf.keras.layers.Layer):
 
 class ResNet(tf.keras.layers.Layer):
     def __init__(self, depth: int = 50, width_multiplier: float = 1.0, freeze_bn: bool = False,
-                 **kwargs):
+                 norm: NormConfig = NormConfig(), **kwargs):
         super().__init__(**kwargs)
         if depth not in _SPECS:
             raise ValueError(f"ResNet depth must be one of {sorted(_SPECS)}, got {depth}")
         kind, repeats = _SPECS[depth]
         width = lambda filters: max(8, int(round(filters * width_multiplier)))  # noqa: E731
         self._stem_conv = _conv(width(64), 7, 2, "stem_conv")
-        self._stem_bn = _norm(freeze_bn, "stem_bn")
+        self._stem_bn = _norm(freeze_bn, "stem_bn", norm)
         self._stages = []
         for stage, blocks in enumerate(repeats):
             filters = width(64 * 2 ** stage)
             self._stages.append([
                 _Block(kind, filters, stride=2 if (block == 0 and stage > 0) else 1,
                        project=block == 0 and (stage > 0 or kind == "bottleneck"),
-                       freeze_bn=freeze_bn, name=f"stage{stage + 2}_block{block}")
+                       freeze_bn=freeze_bn, norm=norm, name=f"stage{stage + 2}_block{block}")
                 for block in range(blocks)])
 
     def call(self, images, training=None) -> Dict[int, tf.Tensor]:

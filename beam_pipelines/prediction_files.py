@@ -1,0 +1,38 @@
+"""Finding and opening prediction and annotation files, local or gs://, through Beam's FileSystems."""
+import io
+import json
+from typing import Any, List, Sequence
+
+from apache_beam.io.filesystems import FileSystems
+
+
+class MissingFilesError(FileNotFoundError):
+    """A pattern or path matched no file."""
+
+
+def matched_paths(patterns: Sequence[str]) -> List[str]:
+    """Files matching each glob, sorted per pattern, patterns in the order given."""
+    paths = []
+    for pattern in patterns:
+        found = sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
+        if not found:
+            raise MissingFilesError(f"no file matches {pattern!r}")
+        paths.extend(found)
+    return paths
+
+
+def open_text(path: str) -> io.TextIOWrapper:
+    """A UTF-8 text stream (gzip and other compressions are detected from the extension)."""
+    return io.TextIOWrapper(FileSystems.open(path), encoding="utf-8")
+
+
+def load_json(path: str) -> Any:
+    if not FileSystems.exists(path):
+        raise MissingFilesError(f"{path} does not exist")
+    with open_text(path) as stream:
+        return json.load(stream)
+
+
+def write_json(path: str, value: Any) -> None:
+    with FileSystems.create(path, mime_type="application/json") as stream:
+        stream.write(json.dumps(value, indent=1, sort_keys=False).encode("utf-8"))

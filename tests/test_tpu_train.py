@@ -1,0 +1,188 @@
+"""python -m tpu.train on CPU: a short training that learns, export and prediction
+from its checkpoint, warm start, config refusal, dry run and bad flags."""
+import glob
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from model.synthetic.generate import SyntheticConfig, generate_split
+from tests.record_reading import run_make_records
+from tpu import train, warm_start
+from tpu.model_dir import ModelDirError, save_or_check_config
+from model.config import load_config
+
+# A short schedule for 2 CPU cores: ~70 steps of 4 images at 128x128.
+SHORT = ["train.batch_size=4", "train.total_steps=70", "train.warmup_steps=10",
+         "train.warmup_learning_rate=0.004", "train.learning_rate=0.02", "train.decay_steps=[60]"]
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train_data")
+    config = SyntheticConfig(image_size=128, min_objects=1, max_objects=3, seed=11)
+    json_path = generate_split(str(root), "train", 24, config)
+    prefix = str(root / "records" / "train")
+    run_make_records("--image_dir", str(root / "train"), "--object_annotations_file", json_path,
+                     "--output_file_prefix", prefix, "--num_shards", "2")
+    return {"root": root, "json": json_path, "pattern": prefix + "-*.tfrecord",
+            "images": str(root / "train")}
+
+
+def _run(*argv):
+    train.main([str(arg) for arg in argv])
+
+
+def _override_flags(overrides):
+    return [flag for item in overrides for flag in ("--override", item)]
+
+
+@pytest.fixture(scope="module")
+def trained(dataset, tmp_path_factory):
+    model_dir = str(tmp_path_factory.mktemp("model_dir"))
+    _run("--mode", "train", "--config", "tiny", "--model_dir", model_dir,
+         "--train_file_pattern", dataset["pattern"], *_override_flags(SHORT))
+    return model_dir
+
+
+def _scalar_series(model_dir, tag):
+    values = {}
+    for path in glob.glob(os.path.join(model_dir, "events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                if value.tag == tag:
+                    values[event.step] = float(tf.make_ndarray(value.tensor)) \
+                        if value.HasField("tensor") else value.simple_value
+    return [values[step] for step in sorted(values)]
+
+
+def test_short_training_learns_checkpoints_and_keeps_config_and_labels(trained, dataset):
+    losses = _scalar_series(trained, "train/total_loss")
+    assert len(losses) >= 5, losses
+    first, last = np.mean(losses[:1]), np.mean(losses[-2:])
+    assert last <= 0.5 * first, f"total loss went {first:.3f} -> {last:.3f}"
+    assert tf.train.latest_checkpoint(trained).endswith("model.ckpt-70")
+    assert _scalar_series(trained, "train/learning_rate")[0] == pytest.approx(0.004, rel=1e-3)
+    saved = load_config(os.path.join(trained, "config.yaml"))
+    assert saved == load_config("tiny", SHORT)
+    with open(os.path.join(trained, "labels.json")) as stream, \
+            open(dataset["pattern"].replace("-*.tfrecord", "-labels.json")) as original:
+        assert json.load(stream) == json.load(original)
+
+
+def test_export_from_the_checkpoint_predicts_a_training_image(trained, dataset, tmp_path, capsys):
+    export_dir = str(tmp_path / "saved_model")
+    _run("--mode", "export", "--config", "tiny", "--model_dir", trained,
+         "--export_dir", export_dir,
+         *_override_flags(SHORT + ["model.postprocess.score_threshold=0.01"]))
+    assert "label map: " + os.path.join(trained, "labels.json") in capsys.readouterr().out
+    loaded = tf.saved_model.load(export_dir)
+    with open(dataset["json"]) as stream:
+        truth = json.load(stream)
+    first = truth["images"][0]
+    with open(os.path.join(dataset["images"], first["file_name"]), "rb") as stream:
+        outputs = loaded.signatures["serving_default"](image_bytes=tf.constant([stream.read()]))
+    count = int(outputs["num_detections"][0])
+    print("scores", outputs["detection_scores"][0, :count].numpy())
+    assert count > 0
+    dataset_categories = {category["id"] for category in truth["categories"]}
+    assert set(outputs["detection_classes"][0, :count].numpy().tolist()) <= dataset_categories
+
+
+def test_eval_writes_coco_metrics(trained, dataset):
+    _run("--mode", "eval", "--config", "tiny", "--model_dir", trained,
+         "--eval_file_pattern", dataset["pattern"], "--eval_annotations_file", dataset["json"],
+         *_override_flags(SHORT))
+    with open(os.path.join(trained, "eval", "metrics-70.json")) as stream:
+        metrics = json.load(stream)
+    assert metrics["step"] == 70 and metrics["num_detections"] > 0
+    assert metrics["num_images"] == 24
+    for kind in ("bbox", "segm"):
+        assert set(metrics[kind]) == {"AP", "AP50", "AP75", "APs", "APm", "APl",
+                                      "AR1", "AR10", "AR100", "ARs", "ARm", "ARl"}
+        assert 0.0 <= metrics[kind]["AP"] <= 1.0
+    assert 0.0 <= metrics["attribute_f1"] <= 1.0
+
+
+def test_warm_start_restores_matching_variables_and_lists_the_rest(trained, dataset, tmp_path,
+                                                                    caplog):
+    model_dir = str(tmp_path / "warm")
+    frozen = ["train.learning_rate=0.0", "train.warmup_learning_rate=0.0", "train.total_steps=1",
+              "model.l2_weight_decay=0.0"]
+    _run("--mode", "train", "--config", "tiny", "--model_dir", model_dir,
+         "--train_file_pattern", dataset["pattern"], "--init_checkpoint", trained,
+         "--skip_variables_regex", "^box_head/", *_override_flags(SHORT + frozen))
+    source = tf.train.load_checkpoint(tf.train.latest_checkpoint(trained))
+    target = tf.train.load_checkpoint(tf.train.latest_checkpoint(model_dir))
+    kernels = [name for name in target.get_variable_to_shape_map()
+               if name.endswith("kernel") and "Momentum" not in name]
+    restored = [name for name in kernels if "/box_head/" not in name]
+    skipped = [name for name in kernels if "/box_head/" in name]
+    assert restored and skipped
+    for name in restored:
+        np.testing.assert_array_equal(target.get_tensor(name), source.get_tensor(name), name)
+    for name in skipped:
+        assert not np.array_equal(target.get_tensor(name), source.get_tensor(name)), name
+    assert "skipped by --skip_variables_regex" in caplog.text
+    assert "skipped by regex: box_head/" in caplog.text
+
+
+def test_warm_start_plan_lists_shape_mismatches(trained):
+    from model.modeling.maskrcnn import AttributeMaskRCNN
+    config = load_config("tiny", ["model.num_classes=5"])
+    model = AttributeMaskRCNN(config.model, 128)
+    model(tf.zeros([1, 128, 128, 3]), tf.constant([[[128, 128], [128, 128], [1, 1], [0, 0]]],
+                                                  tf.float32))
+    plan = warm_start.plan(model.variables, trained, "")
+    mismatched = {name for name, _, _ in plan.shape_mismatch}
+    assert any(name.startswith("box_head/") for name in mismatched)
+    assert any(name.startswith("mask_head/") for name in mismatched)
+    assert not plan.not_in_checkpoint and not plan.skipped_by_regex
+    assert len(plan.assignments) + len(mismatched) == len(model.variables)
+
+
+def test_restart_with_another_config_is_refused_naming_the_keys(tmp_path, capsys, dataset):
+    model_dir = str(tmp_path)
+    save_or_check_config(model_dir, load_config("tiny"))
+    with pytest.raises(ModelDirError, match=r"model\.rpn\.num_filters: 64 -> 32"):
+        save_or_check_config(model_dir, load_config("tiny", ["model.rpn.num_filters=32"]))
+    note = save_or_check_config(model_dir, load_config("tiny", ["train.total_steps=5000",
+                                                                "eval.batch_size=2"]))
+    assert "train.total_steps" in note and "eval.batch_size" in note
+    with pytest.raises(SystemExit) as exit_info:
+        _run("--mode", "train", "--config", "tiny", "--model_dir", model_dir,
+             "--train_file_pattern", dataset["pattern"], "--override", "input.image_size=256")
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "input.image_size: 128 -> 256" in error[0]
+
+
+def test_dry_run_with_a_tpu_prints_the_plan_and_touches_nothing(tmp_path, capsys):
+    model_dir = "gs://bucket/run"
+    _run("--mode", "train", "--config", "tiny", "--model_dir", model_dir, "--dry_run",
+         "--train_file_pattern", "gs://bucket/records/train-*", "--tpu", "my-tpu",
+         "--tpu_zone", "us-central1-b", "--gcp_project", "p", "--num_cores", "8",
+         "--override", "train.batch_size=64")
+    out = capsys.readouterr().out
+    assert "tpu: my-tpu (zone us-central1-b, project p), 8 cores" in out
+    assert "batch: global 64, per core 8 on 8 cores" in out
+    assert "model:" in out and "num_classes: 7" in out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--config", "tiny", "--train_file_pattern", "/nonexistent/x-*"],
+     "--train_file_pattern /nonexistent/x-* matches no files"),
+    (["--config", "no_such_preset", "--train_file_pattern", "x"], "neither a preset"),
+    (["--config", "tiny", "--override", "model.no_such_key=1", "--train_file_pattern", "x"],
+     "model.no_such_key"),
+    (["--config", "tiny", "--mode", "eval"], "needs --eval_file_pattern"),
+])
+def test_bad_flags_fail_fast_with_one_line(tmp_path, capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_info:
+        _run("--model_dir", tmp_path, *argv)
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and message in error[0], error
+    assert not os.listdir(tmp_path)

@@ -1,0 +1,148 @@
+"""``--mode eval``: predictions on the eval records -> COCO results -> metrics.
+
+Box and mask AP/AR (pycocotools' COCOeval) and, when the annotations list
+attributes, Fashionpedia AP_IoU+F1 come from ``model.evaluation`` against the
+eval annotations, restricted to the images predicted. ``attribute_f1`` is the mean, over ground-truth instances matched
+by a detection of their category at mask IoU >= 0.5 (COCOeval's own greedy
+matching), of the binary F1 between the ground-truth attribute set and the
+detection's attributes with probability >= ``attribute_threshold`` (two empty
+sets count as F1 = 1).
+"""
+import contextlib
+import io
+import json
+import logging
+import os
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+import numpy as np
+import tensorflow as tf
+from pycocotools import mask as mask_utils
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+from model.evaluation import evaluator
+from model.evaluation.category_roles import OFFICIAL
+from model.evaluation.ground_truth import load_ground_truth
+from model.label_map import LabelMap
+from tpu.input_fn import PADDING_SOURCE_ID
+from tpu.mask_paste import paste_mask
+
+def to_coco_results(predictions: Iterable[Dict[str, np.ndarray]], label_map: LabelMap,
+                    attribute_threshold: float = 0.5) -> Tuple[List[dict], List[int]]:
+    """Per-image estimator predictions -> (COCO result dicts in original pixels, the ids of
+    every image predicted, with or without detections)."""
+    results, image_ids = [], []
+    for image in predictions:
+        image_id = int(image["source_id"])
+        if image_id == PADDING_SOURCE_ID:
+            continue
+        image_ids.append(image_id)
+        info = image["image_info"]
+        height, width = int(round(info[0][0])), int(round(info[0][1]))
+        scale = np.tile(info[2], 2)
+        offset = np.tile(info[3], 2)
+        original = np.array([height, width, height, width], np.float32)
+        count = int(image["num_detections"])
+        boxes = np.clip((image["boxes"][:count] + offset) / scale, 0, original)
+        for index in range(count):
+            ymin, xmin, ymax, xmax = (float(v) for v in boxes[index])
+            binary = paste_mask(image["mask_probabilities"][index], (xmin, ymin, xmax, ymax),
+                                height, width)
+            rle = mask_utils.encode(np.asfortranarray(binary))
+            rle["counts"] = rle["counts"].decode("ascii")
+            result = {
+                "image_id": image_id,
+                "category_id": label_map.category_for_class(int(image["classes"][index])).id,
+                "bbox": [xmin, ymin, xmax - xmin, ymax - ymin],
+                "score": float(image["scores"][index]),
+                "segmentation": rle,
+            }
+            if "attribute_probabilities" in image:
+                probabilities = image["attribute_probabilities"][index]
+                result["attribute_ids"] = [int(i) for i in
+                                           np.flatnonzero(probabilities >= attribute_threshold)]
+            results.append(result)
+    return results, image_ids
+
+
+def _quiet(function, *args):
+    with contextlib.redirect_stdout(io.StringIO()):
+        return function(*args)
+
+
+def attribute_f1(ground_truth: COCO, results: List[dict]) -> Optional[float]:
+    """Mean per-instance attribute F1 over matches at mask IoU 0.5 (module docstring)."""
+    if not results or "attribute_ids" not in results[0]:
+        return None
+    evaluator = COCOeval(ground_truth, _quiet(ground_truth.loadRes, results), "segm")
+    evaluator.params.iouThrs = np.array([0.5])
+    evaluator.params.areaRng = [evaluator.params.areaRng[0]]
+    evaluator.params.areaRngLbl = ["all"]
+    _quiet(evaluator.evaluate)
+    scores = []
+    for match in evaluator.evalImgs:
+        if match is None:
+            continue
+        for gt_id, dt_id, ignored in zip(match["gtIds"], match["gtMatches"][0], match["gtIgnore"]):
+            if ignored or not dt_id:
+                continue
+            truth = set(ground_truth.anns[gt_id].get("attribute_ids", []))
+            predicted = set(evaluator.cocoDt.anns[int(dt_id)].get("attribute_ids", []))
+            scores.append(_f1(truth, predicted))
+    return float(np.mean(scores)) if scores else 0.0
+
+
+def _f1(truth: set, predicted: set) -> float:
+    if not truth and not predicted:
+        return 1.0
+    return 2.0 * len(truth & predicted) / (len(truth) + len(predicted))
+
+
+def _subset(dataset: dict, image_ids: Sequence[int]) -> dict:
+    """The annotation file restricted to the images that were predicted."""
+    keep = set(image_ids)
+    return {**dataset, "images": [image for image in dataset["images"] if image["id"] in keep],
+            "annotations": [a for a in dataset["annotations"] if a.get("image_id") in keep]}
+
+
+def evaluate(results: List[dict], image_ids: Sequence[int], annotations_file: str,
+             mode: str = OFFICIAL) -> Dict[str, object]:
+    """{"bbox": metrics, "segm": metrics, "attribute_f1": float or None, "num_images": int,
+    "num_detections": int} over the images predicted; metrics as ``model.evaluation``
+    (COCO stats and, with attributes in the annotations, Fashionpedia AP_IoU+F1 in ``mode``)."""
+    with tf.io.gfile.GFile(annotations_file) as stream:
+        dataset = json.load(stream)
+    known = {image["id"] for image in dataset.get("images", [])}
+    unknown = sorted(set(image_ids) - known)
+    if unknown:
+        raise ValueError(f"{len(unknown)} predicted image ids are not in {annotations_file}, "
+                         f"e.g. {unknown[:5]}: are the eval records made from this file?")
+    ground_truth = load_ground_truth(_subset(dataset, image_ids))
+    metrics = evaluator.evaluate(ground_truth, results, ("bbox", "segm"), mode)
+    coco = COCO()
+    coco.dataset = ground_truth.dataset
+    _quiet(coco.createIndex)
+    return {**metrics, "attribute_f1": attribute_f1(coco, results),
+            "num_images": len(set(image_ids)), "num_detections": len(results)}
+
+
+def write_metrics(model_dir: str, step: int, metrics: Dict[str, object]) -> str:
+    """model_dir/eval/metrics-STEP.json plus TensorBoard scalars in model_dir/eval."""
+    eval_dir = os.path.join(model_dir, "eval")
+    tf.io.gfile.makedirs(eval_dir)
+    path = os.path.join(eval_dir, f"metrics-{step}.json")
+    with tf.io.gfile.GFile(path, "w") as stream:
+        json.dump({"step": step, **metrics}, stream, indent=1)
+    scalars = {f"{kind}/{name}": value for kind in ("bbox", "segm")
+               for name, value in metrics[kind].items() if isinstance(value, float)}
+    if metrics.get("attribute_f1") is not None:
+        scalars["attribute/f1"] = metrics["attribute_f1"]
+    with tf.Graph().as_default():
+        writer = tf.compat.v1.summary.FileWriter(eval_dir)
+        summary = tf.compat.v1.Summary(value=[tf.compat.v1.Summary.Value(tag=tag, simple_value=v)
+                                              for tag, v in scalars.items()])
+        writer.add_summary(summary, step)
+        writer.close()
+    logging.info("eval at step %d: %s", step, json.dumps(metrics))
+    return path

@@ -1,0 +1,112 @@
+"""What the training job keeps in ``model_dir`` besides checkpoints.
+
+- ``config.yaml``: the resolved experiment config, written at the start. A
+  restart with a config that differs in anything but the schedule length
+  (``train.total_steps``), the eval settings (``eval.*``) or the inference-only
+  post-processing (``model.postprocess.*``) is refused, naming the differing
+  keys: the checkpoints there belong to the saved config.
+- ``labels.json``: the label map make_records wrote next to the training
+  records (``PREFIX-labels.json``), so exports from any checkpoint here map
+  model classes back to the dataset's category and attribute ids.
+"""
+import os
+import re
+from typing import Any, Dict, List, Optional, Tuple
+
+import tensorflow as tf
+import yaml
+
+from model.config import ExperimentConfig, loads_config, to_yaml
+from model.label_map import LabelMap
+
+CONFIG_FILE = "config.yaml"
+LABELS_FILE = "labels.json"
+RESTARTABLE_KEYS = (re.compile(r"^train\.total_steps$"), re.compile(r"^eval\."),
+                    re.compile(r"^model\.postprocess\."))
+_SHARD_SUFFIX = re.compile(r"-\d{5}-of-\d{5}\.tfrecord(\.gz)?$")
+
+
+class ModelDirError(ValueError):
+    """model_dir holds artifacts that do not belong to this run."""
+
+
+def _flatten(data: Any, prefix: str = "") -> Dict[str, Any]:
+    if isinstance(data, dict):
+        flat = {}
+        for key, value in data.items():
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        return flat
+    return {prefix[:-1]: data}
+
+
+def differences(saved: ExperimentConfig, current: ExperimentConfig
+                ) -> List[Tuple[str, Any, Any]]:
+    """(dotted key, saved value, current value) for every leaf that differs."""
+    old = _flatten(yaml.safe_load(to_yaml(saved)))
+    new = _flatten(yaml.safe_load(to_yaml(current)))
+    return [(key, old.get(key), new.get(key)) for key in sorted(set(old) | set(new))
+            if old.get(key) != new.get(key)]
+
+
+def save_or_check_config(model_dir: str, config: ExperimentConfig) -> Optional[str]:
+    """Writes config.yaml, or checks it against the saved one; returns a note of
+    tolerated differences (None when there were none). Raises ModelDirError."""
+    path = os.path.join(model_dir, CONFIG_FILE)
+    note = None
+    if tf.io.gfile.exists(path):
+        with tf.io.gfile.GFile(path) as stream:
+            try:
+                saved = loads_config(stream.read())
+            except ValueError as error:
+                raise ModelDirError(f"{path} is not a valid config: {error}") from error
+        changed = differences(saved, config)
+        refused = [item for item in changed
+                   if not any(pattern.search(item[0]) for pattern in RESTARTABLE_KEYS)]
+        if refused:
+            listed = "; ".join(f"{key}: {old!r} -> {new!r}" for key, old, new in refused)
+            raise ModelDirError(
+                f"{model_dir} was trained with another config ({path}); differing keys: {listed}. "
+                "Use a new --model_dir, or the saved config's values.")
+        if changed:
+            note = "config changes accepted on restart: " + "; ".join(
+                f"{key}: {old!r} -> {new!r}" for key, old, new in changed)
+    tf.io.gfile.makedirs(model_dir)
+    with tf.io.gfile.GFile(path, "w") as stream:
+        stream.write(to_yaml(config))
+    return note
+
+
+def labels_file_for(train_file_pattern: str) -> Optional[str]:
+    """``PREFIX-labels.json`` of the records matching the pattern, when it exists."""
+    files = sorted(tf.io.gfile.glob(train_file_pattern))
+    for name in files:
+        if _SHARD_SUFFIX.search(name):
+            candidate = _SHARD_SUFFIX.sub("", name) + "-labels.json"
+            if tf.io.gfile.exists(candidate):
+                return candidate
+    return None
+
+
+def copy_label_map(source: str, model_dir: str, config: ExperimentConfig) -> LabelMap:
+    """Checks the label map against the model's class and attribute counts and copies it."""
+    with tf.io.gfile.GFile(source) as stream:
+        text = stream.read()
+    label_map = LabelMap.loads(text)
+    model = config.model
+    if label_map.num_classes != model.num_classes:
+        raise ModelDirError(f"{source} has {label_map.num_classes} classes with background; the "
+                            f"config has model.num_classes={model.num_classes}")
+    if model.num_attributes and label_map.num_attributes != model.num_attributes:
+        raise ModelDirError(f"{source} has {label_map.num_attributes} attribute slots; the config "
+                            f"has model.num_attributes={model.num_attributes}")
+    target = os.path.join(model_dir, LABELS_FILE)
+    if tf.io.gfile.exists(target):
+        with tf.io.gfile.GFile(target) as stream:
+            if LabelMap.loads(stream.read()) != label_map:
+                raise ModelDirError(f"{target} differs from {source}: these records have another "
+                                    "label map than the ones this model_dir was trained on")
+        return label_map
+    tf.io.gfile.makedirs(model_dir)
+    with tf.io.gfile.GFile(target, "w") as stream:
+        stream.write(text)
+    return label_map

@@ -1,0 +1,207 @@
+"""Trains, evaluates and exports Attribute-Mask R-CNN with TPUEstimator.
+
+  python -m tpu.train --mode train|eval|train_and_eval|export --config PRESET_OR_YAML
+      [--override k=v ...] --model_dir DIR --train_file_pattern GLOB
+      [--eval_file_pattern GLOB --eval_annotations_file JSON]
+      [--tpu NAME --tpu_zone Z --gcp_project P --num_cores 8 --iterations_per_loop N]
+      [--init_checkpoint PATH --skip_variables_regex RE] [--dry_run]
+
+Without --tpu it runs on CPU/GPU (use_tpu=False). See README "Training".
+"""
+import argparse
+import logging
+import os
+
+# Grappler's cost model warns on every CropAndResize of every graph it builds; keep
+# TensorFlow's C++ warnings out of the job's log unless the user asks for them.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from typing import List, Optional, Sequence
+
+import tensorflow as tf
+
+from model.config import ConfigError, load_config
+from model.evaluation.category_roles import MODES as MODES_OF_FASHIONPEDIA_EVAL
+from model.evaluation.category_roles import OFFICIAL
+from model.export import export as export_saved_model
+from model.export import identity_label_map
+from model.label_map import LabelMap
+from tpu import evaluation, model_dir as model_dir_files
+from tpu.estimator import ClusterSettings, build_estimator, plan_lines
+from tpu.input_fn import predict_input_fn, train_input_fn
+
+MODES = ("train", "eval", "train_and_eval", "export")
+
+
+class _OneLineErrors(argparse.ArgumentParser):
+    """Bad flags end the run with one line on stderr and exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_flags() -> argparse.ArgumentParser:
+    flags = _OneLineErrors(prog="python -m tpu.train", description=__doc__.split("\n")[0],
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    flags.add_argument("--mode", choices=MODES, default="train")
+    flags.add_argument("--config", required=True, help="preset name (tiny, r50fpn, ...) or YAML path")
+    flags.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
+                       help="config override, e.g. train.total_steps=500 (repeatable)")
+    flags.add_argument("--model_dir", required=True,
+                       help="checkpoints, config.yaml, labels.json, events (gs:// on a TPU)")
+    flags.add_argument("--train_file_pattern", help="training TFRecords from make_records")
+    flags.add_argument("--eval_file_pattern", help="eval TFRecords from make_records")
+    flags.add_argument("--eval_annotations_file", help="COCO JSON the eval records were made from")
+    flags.add_argument("--tpu", help="Cloud TPU name or grpc:// address; absent: CPU/GPU")
+    flags.add_argument("--tpu_zone", help="the TPU's zone (default: from GCE metadata)")
+    flags.add_argument("--gcp_project", help="the TPU's project (default: from GCE metadata)")
+    flags.add_argument("--num_cores", type=int, default=8, help="TPU cores (8 for a v3-8)")
+    flags.add_argument("--iterations_per_loop", type=int, default=100,
+                       help="training steps per TPU session call")
+    flags.add_argument("--save_checkpoints_steps", type=int, default=1000)
+    flags.add_argument("--steps_per_eval", type=int, default=1000,
+                       help="train_and_eval: training steps between evaluations")
+    flags.add_argument("--init_checkpoint", help="warm start from this checkpoint (prefix or dir)")
+    flags.add_argument("--skip_variables_regex", default="",
+                       help="variables (names below the model scope) not to warm start, e.g. "
+                            "'^(box_head|mask_head|attribute_head)/'")
+    flags.add_argument("--checkpoint", help="eval/export: this checkpoint instead of the latest")
+    flags.add_argument("--export_dir", help="export: SavedModel directory "
+                                            "(default MODEL_DIR/export/STEP)")
+    flags.add_argument("--attribute_threshold", type=float, default=0.5,
+                       help="eval: attribute probability counted as present")
+    flags.add_argument("--fashionpedia_mode", choices=MODES_OF_FASHIONPEDIA_EVAL, default=OFFICIAL,
+                       help="eval: AP_IoU+F1 as the official evaluator computes it, or corrected "
+                            "(see README, Evaluation)")
+    flags.add_argument("--dry_run", action="store_true",
+                       help="print the resolved config and the plan, touch nothing, exit")
+    return flags
+
+
+def _matches(pattern: str) -> List[str]:
+    return tf.io.gfile.glob(pattern)
+
+
+def _check_flags(flags: argparse.ArgumentParser, args) -> None:
+    """Fails fast, one line each, before anything heavy starts."""
+    needs_train = args.mode in ("train", "train_and_eval")
+    needs_eval = args.mode in ("eval", "train_and_eval")
+    if needs_train and not args.train_file_pattern:
+        flags.error(f"--mode {args.mode} needs --train_file_pattern")
+    if needs_eval and not (args.eval_file_pattern and args.eval_annotations_file):
+        flags.error(f"--mode {args.mode} needs --eval_file_pattern and --eval_annotations_file")
+    if args.dry_run:
+        return
+    if needs_train and not _matches(args.train_file_pattern):
+        flags.error(f"--train_file_pattern {args.train_file_pattern} matches no files")
+    if needs_eval:
+        if not _matches(args.eval_file_pattern):
+            flags.error(f"--eval_file_pattern {args.eval_file_pattern} matches no files")
+        if not tf.io.gfile.exists(args.eval_annotations_file):
+            flags.error(f"--eval_annotations_file {args.eval_annotations_file} does not exist")
+    if args.init_checkpoint and not (tf.train.latest_checkpoint(args.init_checkpoint) or
+                                     tf.io.gfile.glob(args.init_checkpoint + ".index")):
+        flags.error(f"--init_checkpoint {args.init_checkpoint} is not a checkpoint")
+    if args.tpu and not args.model_dir.startswith("gs://"):
+        flags.error(f"a TPU cannot write --model_dir {args.model_dir}: use a gs:// path")
+
+
+def _label_map(model_dir: str, config) -> LabelMap:
+    path = os.path.join(model_dir, model_dir_files.LABELS_FILE)
+    if tf.io.gfile.exists(path):
+        with tf.io.gfile.GFile(path) as stream:
+            return LabelMap.loads(stream.read())
+    logging.warning("no %s: category id = model class - 1", path)
+    return identity_label_map(config.model)
+
+
+def _checkpoint(args) -> str:
+    checkpoint = args.checkpoint or tf.train.latest_checkpoint(args.model_dir)
+    if not checkpoint:
+        raise SystemExit(f"error: no checkpoint in {args.model_dir}")
+    return checkpoint
+
+
+def _step_of(checkpoint: str) -> int:
+    return int(tf.train.load_checkpoint(checkpoint).get_tensor("global_step"))
+
+
+def run_eval(estimator, config, args, checkpoint: str) -> dict:
+    predictions = estimator.predict(predict_input_fn(config, args.eval_file_pattern),
+                                    checkpoint_path=checkpoint, yield_single_examples=True)
+    results, image_ids = evaluation.to_coco_results(
+        predictions, _label_map(args.model_dir, config), args.attribute_threshold)
+    metrics = evaluation.evaluate(results, image_ids, args.eval_annotations_file,
+                                  args.fashionpedia_mode)
+    path = evaluation.write_metrics(args.model_dir, _step_of(checkpoint), metrics)
+    line = f"metrics: {path} box AP {metrics['bbox']['AP']:.4f} mask AP {metrics['segm']['AP']:.4f}"
+    if "AP_IoU_F1" in metrics["segm"]:
+        line += f" mask AP_IoU+F1 {metrics['segm']['AP_IoU_F1']:.4f}"
+    if metrics["attribute_f1"] is not None:
+        line += f" attribute F1 {metrics['attribute_f1']:.4f}"
+    print(line)
+    return metrics
+
+
+def run_export(config, args, checkpoint: str) -> str:
+    output = args.export_dir or os.path.join(args.model_dir, "export", str(_step_of(checkpoint)))
+    source = export_saved_model(config.model, config.input.image_size, output, checkpoint)
+    print(f"SavedModel: {output} (from {checkpoint}, label map: {source})")
+    return output
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    flags = build_flags()
+    args = flags.parse_args(argv)
+    try:
+        config = load_config(args.config, args.override)
+    except ConfigError as error:
+        flags.error(str(error))
+    cluster = ClusterSettings(args.tpu, args.tpu_zone, args.gcp_project, args.num_cores,
+                              args.iterations_per_loop, args.save_checkpoints_steps)
+    _check_flags(flags, args)
+    if args.dry_run:
+        try:
+            print("\n".join(plan_lines(config, args.model_dir, cluster, args.mode)))
+        except ValueError as error:
+            flags.error(str(error))
+        return
+    logging.getLogger().setLevel(logging.INFO)
+    try:
+        note = model_dir_files.save_or_check_config(args.model_dir, config)
+        if note:
+            logging.warning(note)
+        if args.mode in ("train", "train_and_eval"):
+            labels = model_dir_files.labels_file_for(args.train_file_pattern)
+            if labels:
+                model_dir_files.copy_label_map(labels, args.model_dir, config)
+            else:
+                logging.warning("no PREFIX-labels.json next to %s: exports will use identity ids",
+                                args.train_file_pattern)
+    except ValueError as error:  # ModelDirError, LabelMapError
+        flags.error(str(error))
+
+    if args.mode == "export":
+        run_export(config, args, _checkpoint(args))
+        return
+    estimator = build_estimator(config, args.model_dir, cluster, args.init_checkpoint,
+                                args.skip_variables_regex)
+    total = config.train.total_steps
+    if args.mode == "train":
+        estimator.train(train_input_fn(config, args.train_file_pattern), max_steps=total)
+    elif args.mode == "eval":
+        run_eval(estimator, config, args, _checkpoint(args))
+    else:
+        step = _current_step(args.model_dir)
+        while step < total:
+            step = min(step + args.steps_per_eval, total)
+            estimator.train(train_input_fn(config, args.train_file_pattern), max_steps=step)
+            run_eval(estimator, config, args, _checkpoint(args))
+
+
+def _current_step(model_dir: str) -> int:
+    checkpoint = tf.train.latest_checkpoint(model_dir)
+    return _step_of(checkpoint) if checkpoint else 0
+
+
+if __name__ == "__main__":
+    main()
