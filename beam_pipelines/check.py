@@ -1,0 +1,169 @@
+"""Regression check: does the model still find every expected mask?
+
+  python -m beam_pipelines.check --model SAVED_MODEL --images DIR --expected_masks DIR \
+      [--min_iou 0.9] [--min_score_threshold 0.05] --out_qual DIR
+
+Expected masks are ``IMAGE_CATEGORY.png``, ``IMAGE_CATEGORY.npy`` or, for several
+of one category, ``IMAGE_CATEGORY_N.(png|npy)``: IMAGE is an image's file name in
+--images without its extension, CATEGORY the dataset category id; the array is
+[H, W] of the image's size, nonzero on the mask. Each must be matched by a
+detection of that category on that image whose mask IoU is > --min_iou. Prints
+``NAME: OK`` (or ``NAME: MISSING ...``) per expected mask, writes
+``expected_NAME.png`` and ``actual_NAME.png`` (the best detection of the
+category) overlays to --out_qual, and exits non-zero naming every missing mask.
+
+Detections are the predict pipeline's: the same input check, the same
+selection and the same RLE (``rle.encode_masks_with_scores``), run in-process.
+"""
+import argparse
+import dataclasses
+import os
+import sys
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+from PIL import Image
+from pycocotools import mask as coco_mask
+
+from beam_pipelines.predict_inputs import DEFAULT_MAX_PIXELS, checked_image
+from beam_pipelines.predict_outputs import select_detections
+from beam_pipelines.rle import encode_masks_with_scores
+from beam_pipelines.saved_model_check import IMAGE_INPUT, IMAGE_SIGNATURE, ModelError, check_signature
+
+_EXPECTED_COLOUR = (0, 200, 0)
+_ACTUAL_COLOUR = (230, 0, 0)
+
+
+@dataclasses.dataclass(frozen=True)
+class ExpectedMask:
+    name: str  # the file name without extension
+    image: str  # the image file name in --images
+    category_id: int
+    path: str
+
+
+def find_expected(expected_dir: str, image_names: Sequence[str]) -> List[ExpectedMask]:
+    """Expected mask files matched to images by name; raises ValueError for a file that names none."""
+    stems = {os.path.splitext(name)[0]: name for name in image_names}
+    found = []
+    for file_name in sorted(os.listdir(expected_dir)):
+        if not file_name.endswith((".npy", ".png")):
+            continue
+        parts = os.path.splitext(file_name)[0].split("_")
+        # IMAGE_CATEGORY or IMAGE_CATEGORY_N; an image name may itself hold "_digits",
+        # so the longer image name that exists wins.
+        candidates = []
+        if len(parts) >= 2 and parts[-1].isdigit():
+            candidates.append(("_".join(parts[:-1]), int(parts[-1])))
+        if len(parts) >= 3 and parts[-1].isdigit() and parts[-2].isdigit():
+            candidates.append(("_".join(parts[:-2]), int(parts[-2])))
+        match = next(((stem, category) for stem, category in candidates if stem in stems), None)
+        if match is None:
+            raise ValueError(f"{file_name} names no image of --images "
+                             "(expected IMAGE_CATEGORY[_N].png or .npy)")
+        found.append(ExpectedMask(os.path.splitext(file_name)[0], stems[match[0]], match[1],
+                                  os.path.join(expected_dir, file_name)))
+    return found
+
+
+def load_mask(path: str, size: Tuple[int, int]) -> np.ndarray:
+    mask = np.load(path) if path.endswith(".npy") else np.asarray(Image.open(path))
+    if mask.ndim == 3:
+        mask = mask.max(axis=2)
+    if mask.shape != size:
+        raise ValueError(f"{path} is {mask.shape[0]}x{mask.shape[1]}, its image {size[0]}x{size[1]}")
+    return (mask != 0).astype(np.uint8)
+
+
+class Predictor:
+    """Runs the SavedModel's image signature on one image -> the predict pipeline's detections."""
+
+    def __init__(self, model: str, min_score: float):
+        import tensorflow as tf
+        self._tf = tf
+        self._signature = tf.saved_model.load(model).signatures[IMAGE_SIGNATURE]
+        self._min_score = min_score
+
+    def detections(self, data: bytes) -> List[Dict]:
+        image = checked_image(data, DEFAULT_MAX_PIXELS)
+        outputs = {name: value.numpy()[0] for name, value in self._signature(
+            **{IMAGE_INPUT: self._tf.constant([image.data])}).items()}
+        selected = select_detections(outputs, self._min_score)
+        height, width = selected["image_size"]
+        encoded = encode_masks_with_scores(selected["mask_probabilities"], selected["boxes"],
+                                           height, width)
+        return [{"category_id": int(category), "score": float(score), "segmentation": item.rle}
+                for category, score, item in zip(selected["category_ids"], selected["scores"], encoded)
+                if item.area]
+
+
+def best_match(expected: np.ndarray, category_id: int, detections: List[Dict]) -> Tuple[float, Optional[Dict]]:
+    """(IoU, detection) of the detection of ``category_id`` overlapping ``expected`` most."""
+    same = [d for d in detections if d["category_id"] == category_id]
+    if not same:
+        return 0.0, None
+    target = coco_mask.encode(np.asfortranarray(expected))
+    rles = [dict(d["segmentation"], counts=d["segmentation"]["counts"].encode()) for d in same]
+    ious = coco_mask.iou(rles, [target], [0])[:, 0]
+    best = int(np.argmax(ious))
+    return float(ious[best]), same[best]
+
+
+def overlay(image: Image.Image, mask: np.ndarray, colour) -> Image.Image:
+    tint = Image.new("RGB", image.size, colour)
+    alpha = Image.fromarray((mask * 128).astype(np.uint8), "L")
+    return Image.composite(tint, image, alpha)
+
+
+def run(argv: Optional[Sequence[str]] = None) -> List[str]:
+    """Checks every expected mask; returns the names of the missing ones."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--images", required=True, help="directory of the images")
+    parser.add_argument("--expected_masks", required=True, help="directory of expected masks")
+    parser.add_argument("--min_iou", type=float, default=0.9)
+    parser.add_argument("--min_score_threshold", type=float, default=0.05)
+    parser.add_argument("--out_qual", required=True, help="directory for the overlay PNGs")
+    args = parser.parse_args(argv)
+    check_signature(args.model, IMAGE_SIGNATURE, IMAGE_INPUT)
+    expected = find_expected(args.expected_masks, sorted(os.listdir(args.images)))
+    if not expected:
+        raise ValueError(f"no expected masks (.npy or .png) in {args.expected_masks}")
+    os.makedirs(args.out_qual, exist_ok=True)
+    predictor = Predictor(args.model, args.min_score_threshold)
+    cache: Dict[str, Tuple[Image.Image, List[Dict]]] = {}
+    missing = []
+    for item in expected:
+        if item.image not in cache:
+            with open(os.path.join(args.images, item.image), "rb") as stream:
+                data = stream.read()
+            cache[item.image] = (Image.open(os.path.join(args.images, item.image)).convert("RGB"),
+                                 predictor.detections(data))
+        picture, detections = cache[item.image]
+        mask = load_mask(item.path, (picture.height, picture.width))
+        iou, detection = best_match(mask, item.category_id, detections)
+        overlay(picture, mask, _EXPECTED_COLOUR).save(
+            os.path.join(args.out_qual, f"expected_{item.name}.png"))
+        actual = np.zeros_like(mask) if detection is None else coco_mask.decode(
+            dict(detection["segmentation"], counts=detection["segmentation"]["counts"].encode()))
+        overlay(picture, actual, _ACTUAL_COLOUR).save(os.path.join(args.out_qual, f"actual_{item.name}.png"))
+        if iou > args.min_iou:
+            print(f"{item.name}: OK (IoU {iou:.3f})")
+        else:
+            missing.append(item.name)
+            print(f"{item.name}: MISSING (best IoU of category {item.category_id}: {iou:.3f}, "
+                  f"needs > {args.min_iou})")
+    return missing
+
+
+def main() -> None:
+    try:
+        missing = run()
+    except (ModelError, ValueError) as exc:
+        raise SystemExit(f"error: {exc}") from None
+    if missing:
+        raise SystemExit(f"missing {len(missing)} expected mask(s): {', '.join(missing)}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,165 @@
+"""Batch prediction: images or TFRecords -> RunInference -> JSON Lines with COCO RLE masks.
+
+  python -m beam_pipelines.predict --model SAVED_MODEL_DIR \
+      (--images DIR_OR_GLOB | --tfrecords GLOB) --output PREFIX \
+      [--min_score_threshold 0.05] [--attribute_threshold 0.5] [--batch_size 8] \
+      [--num_shards 0] [--max_image_pixels 50000000] [Beam options]
+
+Writes PREFIX-SSSSS-of-NNNNN.jsonl (one JSON object per detection, see
+predict_outputs) and PREFIX-errors-SSSSS-of-NNNNN.jsonl (one object per image
+that could not be predicted, with ``filename``, ``code`` and ``reason``).
+Every image read is either predicted or in the errors file; the last line
+printed is ``images_read=N images_predicted=N images_failed=N detections_written=N``.
+"""
+import argparse
+import logging
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import apache_beam as beam
+from apache_beam.io import fileio
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
+from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
+
+from beam_pipelines import image_paths, predict_inputs, predict_outputs, rle
+from beam_pipelines.inference_handlers import (RetrySingly, SavedModelSignatureHandler,
+                                               example_handler)
+from beam_pipelines.pipeline_metrics import counter_values, summary_line
+from beam_pipelines.runner_choice import create_pipeline
+from beam_pipelines.saved_model_check import (EXAMPLE_INPUT, EXAMPLE_SIGNATURE, IMAGE_INPUT,
+                                              IMAGE_SIGNATURE, ModelError, check_signature)
+
+SUMMARY_COUNTERS = ("images_read", "images_predicted", "images_failed", "detections_written")
+MASK_THRESHOLD = 0.5
+
+
+def parse_args(argv: Optional[Sequence[str]]) -> Tuple[argparse.Namespace, List[str]]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", required=True, help="SavedModel directory (local or gs://).")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--images", help="Directory of images, or a glob (local or gs://); "
+                                         "filenames are paths below the directory / the glob's fixed part.")
+    source.add_argument("--tfrecords", help="Glob of TFRecords written by make_records.")
+    parser.add_argument("--output", required=True, help="Output prefix (local or gs://).")
+    parser.add_argument("--min_score_threshold", type=float, default=0.05,
+                        help="Keep detections scoring at least this.")
+    parser.add_argument("--attribute_threshold", type=float, default=0.5,
+                        help="attribute_ids lists attributes with probability >= this.")
+    parser.add_argument("--batch_size", type=int, default=8, help="Largest inference batch.")
+    parser.add_argument("--min_batch_size", type=int, default=None,
+                        help="Smallest inference batch (default: --batch_size; the last batch "
+                             "of a bundle may be smaller).")
+    parser.add_argument("--num_shards", type=int, default=0,
+                        help="Number of detection shards (0: the runner decides).")
+    parser.add_argument("--max_image_pixels", type=int, default=predict_inputs.DEFAULT_MAX_PIXELS,
+                        help="Images with more pixels (width x height, read from the header) "
+                             "fail with code image_too_large instead of being decoded.")
+    parser.add_argument("--tfx_bsl_handler", dest="tfx_bsl_handler", action="store_true",
+                        default=True, help="--tfrecords: infer through tfx-bsl's handler (default).")
+    parser.add_argument("--notfx_bsl_handler", dest="tfx_bsl_handler", action="store_false",
+                        help="--tfrecords: call the tf.Example signature with tf.saved_model.load.")
+    args, beam_args = parser.parse_known_args(argv)
+    if args.batch_size < 1 or args.num_shards < 0 or args.max_image_pixels < 1:
+        parser.error("--batch_size and --max_image_pixels must be >= 1, --num_shards >= 0")
+    args.min_batch_size = args.min_batch_size or args.batch_size
+    if not 1 <= args.min_batch_size <= args.batch_size:
+        parser.error("--min_batch_size must be in [1, --batch_size]")
+    return args, beam_args
+
+
+def model_handler(args: argparse.Namespace) -> KeyedModelHandler:
+    """Checks --model on the launcher (ModelError) and builds the keyed, retrying handler."""
+    if args.images:
+        check_signature(args.model, IMAGE_SIGNATURE, IMAGE_INPUT)
+        inner = SavedModelSignatureHandler(args.model, IMAGE_SIGNATURE, IMAGE_INPUT)
+    else:
+        check_signature(args.model, EXAMPLE_SIGNATURE, EXAMPLE_INPUT)
+        inner = (example_handler(args.model, EXAMPLE_SIGNATURE) if args.tfx_bsl_handler
+                 else SavedModelSignatureHandler(args.model, EXAMPLE_SIGNATURE, EXAMPLE_INPUT))
+    return KeyedModelHandler(RetrySingly(inner, min_batch_size=args.min_batch_size,
+                                         max_batch_size=args.batch_size))
+
+
+def read_inputs(pipeline: beam.Pipeline, args: argparse.Namespace):
+    """-> tagged outputs: main ((image_id, filename), model input), ``errors``."""
+    if args.images:
+        pattern, root = image_paths.glob_and_root(args.images)
+        return (pipeline
+                | "MatchImages" >> fileio.MatchFiles(pattern)
+                | "ReadImages" >> fileio.ReadMatches()
+                | "CheckImages" >> beam.ParDo(predict_inputs.ReadImageFiles(
+                    root, args.max_image_pixels)).with_outputs(predict_inputs.ERRORS, main="inputs"))
+    return (pipeline
+            | "ReadRecords" >> beam.io.ReadFromTFRecord(args.tfrecords)
+            | "CheckRecords" >> beam.ParDo(predict_inputs.ReadRecords(
+                args.max_image_pixels)).with_outputs(predict_inputs.ERRORS, main="inputs"))
+
+
+def build(pipeline: beam.Pipeline, args: argparse.Namespace, handler: KeyedModelHandler) -> None:
+    inputs = read_inputs(pipeline, args)
+    detections = (
+        inputs.inputs
+        | "RunInference" >> RunInference(handler)
+        | "SelectDetections" >> beam.ParDo(predict_outputs.ToDetections(
+            args.min_score_threshold)).with_outputs(predict_inputs.ERRORS, main="detections"))
+    _ = (detections.detections
+         | "EncodeMasksRle" >> beam.ParDo(rle.EncodeMasksRle(MASK_THRESHOLD))
+         | "ToJsonLines" >> beam.FlatMap(predict_outputs.to_json_lines, args.attribute_threshold)
+         | "WriteDetections" >> beam.io.WriteToText(
+             args.output, file_name_suffix=".jsonl", num_shards=args.num_shards,
+             shard_name_template="-SSSSS-of-NNNNN"))
+    _ = ((inputs[predict_inputs.ERRORS], detections[predict_inputs.ERRORS])
+         | "AllErrors" >> beam.Flatten()
+         | "ErrorsToJson" >> beam.Map(predict_outputs.error_line)
+         | "WriteErrors" >> beam.io.WriteToText(
+             args.output + "-errors", file_name_suffix=".jsonl", num_shards=1,
+             shard_name_template="-SSSSS-of-NNNNN"))
+
+
+def _check_inputs_exist(args: argparse.Namespace) -> None:
+    pattern = image_paths.glob_and_root(args.images)[0] if args.images else args.tfrecords
+    if not FileSystems.match([pattern])[0].metadata_list:
+        flag = "--images" if args.images else "--tfrecords"
+        raise SystemExit(f"error: no file matches {flag} {args.images or args.tfrecords} ({pattern})")
+
+
+def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -> Dict[str, int]:
+    """Runs the pipeline to completion and returns its counters by name.
+
+    Raises ModelError (before building the pipeline) when --model cannot serve.
+    """
+    args, beam_args = parse_args(argv)
+    handler = model_handler(args)
+    _check_inputs_exist(args)
+    options = PipelineOptions(beam_args)
+    options.view_as(SetupOptions).save_main_session = save_main_session
+    pipeline = create_pipeline(options)
+    build(pipeline, args, handler)
+    result = pipeline.run()
+    result.wait_until_finish()
+    counters = counter_values(result, predict_inputs.NAMESPACE)
+    for name in SUMMARY_COUNTERS:
+        counters.setdefault(name, 0)
+    counters.update({f"{rle.NAMESPACE}.{name}": value
+                     for name, value in counter_values(result, rle.NAMESPACE).items()})
+    shards = f"{args.num_shards:05d}" if args.num_shards else "NNNNN"
+    print(f"detections: {args.output}-SSSSS-of-{shards}.jsonl")
+    print(f"errors: {args.output}-errors-00000-of-00001.jsonl")
+    details = {name: value for name, value in sorted(counters.items())
+               if name not in SUMMARY_COUNTERS}
+    if details:
+        print(" ".join(f"{name}={value}" for name, value in details.items()))
+    print(summary_line(counters, SUMMARY_COUNTERS), flush=True)
+    return counters
+
+
+def main() -> None:
+    logging.getLogger().setLevel(logging.INFO)
+    try:
+        run()
+    except ModelError as exc:
+        raise SystemExit(f"error: {exc}") from None
+
+
+if __name__ == "__main__":
+    main()

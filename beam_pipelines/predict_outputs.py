@@ -1,0 +1,120 @@
+"""Model outputs -> detections -> JSON Lines objects.
+
+Output object per detection (one line each):
+  image_id, filename, id, category_id, bbox [x, y, w, h] (original pixels),
+  score, segmentation {size: [h, w], counts: COCO compressed RLE},
+  mask_mean_score, mask_area_fraction, attribute_probabilities (indexed by
+  attribute id), attribute_ids (ids with probability >= the attribute threshold).
+
+``id`` = image_id * 1024 + the detection's slot in the model output (0..K-1,
+K = max_detections <= 1024). Image ids are unique per image, so ids are unique
+across the whole output without any coordination between workers, and the
+same detection gets the same id on every run. Image ids are below 2^53, so ids
+are below 2^63 (a signed 64-bit integer).
+
+Counters (namespace ``predict``): images_predicted, images_failed(.inference_failed),
+detections_written.
+"""
+import json
+from typing import Any, Dict, Iterable, Tuple
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.pvalue import TaggedOutput
+
+from beam_pipelines import dead_letters
+from beam_pipelines.inference_handlers import InferenceFailed, outputs_of
+from beam_pipelines.predict_inputs import ERRORS, ImageKey, count, count_failure
+
+MAX_SLOTS = 1024
+
+
+def detection_id(image_id: int, slot: int) -> int:
+    if not 0 <= slot < MAX_SLOTS:
+        raise ValueError(f"detection slot {slot} outside [0, {MAX_SLOTS}): the model returns "
+                         f"more than {MAX_SLOTS} detections per image")
+    return image_id * MAX_SLOTS + slot
+
+
+def select_detections(outputs: Dict[str, np.ndarray], min_score: float) -> Dict[str, Any]:
+    """One image's signature outputs -> per-detection arrays for the detections kept.
+
+    Keeps valid slots (< num_detections, class >= 0) with score >= ``min_score``.
+    Returns ``boxes`` float32[K', 4] [xmin, ymin, xmax, ymax] pixels, ``scores``,
+    ``category_ids``, ``slots``, ``mask_probabilities`` float32[K', M, M],
+    ``attribute_probabilities`` float32[K', T] and ``image_size`` (H, W).
+    """
+    scores = np.asarray(outputs["detection_scores"], np.float32)
+    classes = np.asarray(outputs["detection_classes"])
+    slots = np.arange(len(scores))
+    keep = (slots < int(outputs["num_detections"])) & (classes >= 0) & (scores >= min_score)
+    y_min, x_min, y_max, x_max = np.asarray(outputs["detection_boxes"], np.float32)[keep].T
+    height, width = (int(round(float(v))) for v in np.asarray(outputs["image_info"])[0])
+    return {
+        "boxes": np.stack([x_min, y_min, x_max, y_max], axis=-1).reshape(-1, 4),
+        "scores": scores[keep],
+        "category_ids": classes[keep].astype(np.int64),
+        "slots": slots[keep],
+        "mask_probabilities": np.asarray(outputs["detection_masks"], np.float32)[keep],
+        "attribute_probabilities": np.asarray(outputs["detection_attributes"], np.float32)[keep],
+        "image_size": (height, width),
+    }
+
+
+class ToDetections(beam.DoFn):
+    """(key, inference result) -> (key, selected detections); failed inferences to ``errors``."""
+
+    def __init__(self, min_score: float):
+        self._min_score = min_score
+
+    def process(self, element: Tuple[ImageKey, Any]) -> Iterable[Any]:
+        (image_id, filename), result = element
+        if isinstance(result, InferenceFailed):
+            count_failure("inference_failed")
+            yield TaggedOutput(ERRORS, dead_letters.failed_image(
+                image_id, filename, "inference_failed", result.reason))
+            return
+        count("images_predicted")
+        yield (image_id, filename), select_detections(outputs_of(result), self._min_score)
+
+
+def _rounded(values: np.ndarray, digits: int) -> list:
+    return [round(float(value), digits) for value in values]
+
+
+def detection_objects(key: ImageKey, detections: Dict[str, Any],
+                      attribute_threshold: float) -> Iterable[Dict[str, Any]]:
+    """(key, detections with RLE masks) -> one output object per detection.
+
+    Box coordinates are exact float32 values (so x + w never passes the image
+    edge); scores carry 6 decimals and attribute probabilities 4.
+    """
+    image_id, filename = key
+    for index, slot in enumerate(detections["slots"]):
+        x_min, y_min, x_max, y_max = (float(v) for v in detections["boxes"][index])
+        attributes = detections["attribute_probabilities"][index]
+        yield {
+            "image_id": image_id,
+            "filename": filename,
+            "id": detection_id(image_id, int(slot)),
+            "category_id": int(detections["category_ids"][index]),
+            "bbox": [x_min, y_min, x_max - x_min, y_max - y_min],
+            "score": round(float(detections["scores"][index]), 6),
+            "segmentation": detections["segmentation"][index],
+            "mask_mean_score": round(float(detections["mask_mean_score"][index]), 6),
+            "mask_area_fraction": round(float(detections["mask_area_fraction"][index]), 6),
+            "attribute_probabilities": _rounded(attributes, 4),
+            "attribute_ids": [int(i) for i in np.flatnonzero(attributes >= attribute_threshold)],
+        }
+
+
+def to_json_lines(element: Tuple[ImageKey, Dict[str, Any]],
+                  attribute_threshold: float) -> Iterable[str]:
+    lines = [json.dumps(item, separators=(",", ":"))
+             for item in detection_objects(*element, attribute_threshold)]
+    count("detections_written", len(lines))
+    return lines
+
+
+def error_line(record: Dict[str, Any]) -> str:
+    return json.dumps(record, sort_keys=True)

@@ -1,0 +1,143 @@
+"""rle: the fast COCO RLE path equals pycocotools on the full-canvas reference, bit for bit."""
+import numpy as np
+import pytest
+from pycocotools import mask as coco_mask
+
+from beam_pipelines.rle import (EncodeMasksRle, encode_masks_rle, encode_masks_with_scores,
+                                paste_masks)
+
+
+def _reference_rles(mask_probs, boxes, height, width, threshold=0.5):
+    pasted = paste_masks(mask_probs, boxes, height, width, threshold)
+    rles = []
+    for mask in pasted:
+        rle = coco_mask.encode(np.asfortranarray(mask))
+        rles.append({"size": list(rle["size"]), "counts": rle["counts"].decode("ascii")})
+    return pasted, rles
+
+
+def _assert_fast_equals_reference(mask_probs, boxes, height, width, threshold=0.5):
+    pasted, expected = _reference_rles(mask_probs, boxes, height, width, threshold)
+    actual = encode_masks_rle(mask_probs, boxes, height, width, threshold)
+    assert actual == expected
+    for rle, mask in zip(actual, pasted):
+        assert isinstance(rle["counts"], str)
+        assert np.array_equal(coco_mask.decode(
+            {"size": rle["size"], "counts": rle["counts"].encode()}), mask)
+    return pasted
+
+
+def _scalar_probability(mask, box, y, x):
+    """The docstring's definition for one pixel, in numpy float32 scalars."""
+    size = mask.shape[0]
+    x_min, y_min, x_max, y_max = box
+    if not (x_min <= x + 0.5 < x_max and y_min <= y + 0.5 < y_max):
+        return np.float32(0)
+    u = min(max((x + 0.5 - x_min) * size / (x_max - x_min) - 0.5, 0.0), size - 1.0)
+    v = min(max((y + 0.5 - y_min) * size / (y_max - y_min) - 0.5, 0.0), size - 1.0)
+    j0, i0 = min(int(np.floor(u)), size - 2), min(int(np.floor(v)), size - 2)
+    fu, fv = np.float32(u - j0), np.float32(v - i0)
+    one = np.float32(1)
+    top = (one - fu) * mask[i0, j0] + fu * mask[i0, j0 + 1]
+    bottom = (one - fu) * mask[i0 + 1, j0] + fu * mask[i0 + 1, j0 + 1]
+    return (one - fv) * top + fv * bottom
+
+
+def test_reference_follows_its_definition_pixel_by_pixel():
+    rng = np.random.default_rng(0)
+    height, width = 23, 31
+    probs = rng.random((3, 28, 28), dtype=np.float32)
+    boxes = np.array([[2.3, 1.7, 20.2, 19.9], [-4.0, 5.5, 9.6, 40.0], [10.0, 10.0, 11.0, 11.0]])
+    pasted = paste_masks(probs, boxes, height, width)
+    for index in range(3):
+        expected = np.array([[_scalar_probability(probs[index], boxes[index], y, x) > 0.5
+                              for x in range(width)] for y in range(height)])
+        assert np.array_equal(pasted[index], expected.astype(np.uint8))
+
+
+def test_random_boxes_and_masks_match_pycocotools():
+    rng = np.random.default_rng(1)
+    for trial in range(20):
+        height, width = rng.integers(1, 120, size=2)
+        count = int(rng.integers(1, 8))
+        probs = rng.random((count, 28, 28), dtype=np.float32)
+        corners = rng.uniform(-20, max(height, width) + 20, size=(count, 2, 2))
+        low, high = corners.min(axis=1), corners.max(axis=1)
+        boxes = np.concatenate([low, high], axis=1)
+        _assert_fast_equals_reference(probs, boxes, int(height), int(width))
+
+
+def test_smooth_masks_with_values_near_the_threshold():
+    rng = np.random.default_rng(2)
+    grid = np.linspace(0.0, 1.0, 28, dtype=np.float32)
+    probs = np.stack([np.add.outer(grid, grid) / 2, np.full((28, 28), 0.5, np.float32),
+                      np.outer(grid, grid), rng.random((28, 28), dtype=np.float32)])
+    boxes = np.array([[3.5, 4.25, 60.75, 41.0], [0, 0, 64, 48], [10, 2, 12, 47], [1, 20, 63, 21]])
+    _assert_fast_equals_reference(probs, boxes, 48, 64)
+    _assert_fast_equals_reference(probs, boxes, 48, 64, threshold=0.25)
+
+
+@pytest.mark.parametrize("box", [
+    [0, 0, 50, 40],            # exactly the image
+    [-30, -30, 80, 70],        # covers the image and more: full columns join into one run
+    [-5, 10, 8, 20],           # crosses the left border
+    [40, -3, 60, 12],          # crosses top and right borders
+    [45, 35, 50, 40],          # touches bottom-right corner
+    [10, 10, 11, 11],          # one pixel
+    [10.6, 10.6, 11.4, 11.4],  # no pixel centre inside
+    [20, 0, 21, 40],           # one pixel wide, full height
+    [0, 20, 50, 21],           # one pixel tall, full width
+    [3, 1, 5, 39],             # tall
+    [1, 18, 49, 20],           # wide
+    [60, 50, 70, 60],          # entirely outside
+    [30, 30, 20, 20],          # inverted
+    [np.nan, 0, 10, 10],       # not finite
+])
+@pytest.mark.parametrize("fill", ["random", "empty", "full"])
+def test_adversarial_boxes(box, fill):
+    rng = np.random.default_rng(3)
+    probs = {"random": rng.random((1, 28, 28), dtype=np.float32),
+             "empty": np.zeros((1, 28, 28), np.float32),
+             "full": np.ones((1, 28, 28), np.float32)}[fill]
+    pasted = _assert_fast_equals_reference(probs, np.array([box], np.float64), 40, 50)
+    if fill == "empty":
+        assert pasted.sum() == 0
+
+
+def test_full_image_mask_starts_with_an_empty_zero_run():
+    probs = np.ones((1, 28, 28), np.float32)
+    (rle,) = encode_masks_rle(probs, np.array([[0, 0, 7, 5]]), 5, 7)
+    assert coco_mask.decode({"size": [5, 7], "counts": rle["counts"].encode()}).all()
+    assert coco_mask.area({"size": [5, 7], "counts": rle["counts"].encode()}) == 35
+
+
+def test_scores_area_fraction_and_the_dofn_drops_empty_masks():
+    probs = np.zeros((3, 28, 28), np.float32)
+    probs[0, :, :14] = 0.9       # left half of the box on
+    probs[2] = 0.8               # whole box on
+    boxes = np.array([[0, 0, 28, 10], [0, 0, 10, 10], [5, 5, 9, 7]], np.float64)
+    encoded = encode_masks_with_scores(probs, boxes, 10, 30)
+    assert [e.area for e in encoded] == [140, 0, 8]
+    assert encoded[0].area_fraction == pytest.approx(0.5)
+    assert encoded[0].mean_score == pytest.approx(0.9)
+    assert encoded[2].area_fraction == pytest.approx(1.0)
+    assert encoded[1].mean_score == 0.0 and encoded[1].area_fraction == 0.0
+
+    detections = {"boxes": boxes, "mask_probabilities": probs, "image_size": (10, 30),
+                  "scores": np.array([0.9, 0.8, 0.7], np.float32),
+                  "classes": np.array([1, 2, 3])}
+    ((key, out),) = list(EncodeMasksRle().process(("img", detections)))
+    assert key == "img" and "mask_probabilities" not in out
+    assert out["classes"].tolist() == [1, 3]
+    assert out["scores"].tolist() == pytest.approx([0.9, 0.7])
+    assert out["boxes"].tolist() == boxes[[0, 2]].tolist()
+    assert [r["counts"] for r in out["segmentation"]] == [encoded[0].rle["counts"],
+                                                         encoded[2].rle["counts"]]
+    assert out["mask_area_fraction"].tolist() == pytest.approx([0.5, 1.0])
+
+
+def test_bad_shapes_are_rejected():
+    with pytest.raises(ValueError, match="mask_probs"):
+        encode_masks_rle(np.zeros((2, 28, 14)), np.zeros((2, 4)), 5, 5)
+    with pytest.raises(ValueError, match="boxes"):
+        encode_masks_rle(np.zeros((2, 28, 28)), np.zeros((3, 4)), 5, 5)
