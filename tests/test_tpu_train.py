@@ -100,9 +100,9 @@ def test_eval_writes_coco_metrics(trained, dataset):
     assert metrics["step"] == STEPS and metrics["num_detections"] > 0
     assert metrics["num_images"] == 24
     for kind in ("bbox", "segm"):
-        assert set(metrics[kind]) == {"AP", "AP50", "AP75", "APs", "APm", "APl",
-                                      "AR1", "AR10", "AR100", "ARs", "ARm", "ARl"}
-        assert 0.0 <= metrics[kind]["AP"] <= 1.0
+        assert {"AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm",
+                "ARl", "AP_IoU_F1", "AP_IoU_only", "AP_F1_only"} <= set(metrics[kind])
+        assert 0.0 <= metrics[kind]["AP"] <= 1.0 and 0.0 <= metrics[kind]["AP_IoU_F1"] <= 1.0
     assert 0.0 <= metrics["attribute_f1"] <= 1.0
 
 

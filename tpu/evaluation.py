@@ -14,21 +14,21 @@ from typing import Dict, Iterable, List, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
-from pycocotools import mask as mask_utils
 
+from beam_pipelines import rle
 from model.evaluation import evaluator
 from model.evaluation.category_roles import OFFICIAL
 from model.evaluation.ground_truth import load_ground_truth
 from model.evaluation.matched_attribute_f1 import matched_attribute_f1
 from model.label_map import LabelMap
 from tpu.input_fn import PADDING_SOURCE_ID
-from tpu.mask_paste import paste_mask
 
 
 def to_coco_results(predictions: Iterable[Dict[str, np.ndarray]], label_map: LabelMap,
                     attribute_threshold: float = 0.5) -> Tuple[List[dict], List[int]]:
     """Per-image estimator predictions -> (COCO result dicts in original pixels, the ids of
-    every image predicted, with or without detections)."""
+    every image predicted, with or without detections). Masks are pasted and encoded by
+    the same code as predict's (``beam_pipelines.rle``)."""
     results, image_ids = [], []
     for image in predictions:
         image_id = int(image["source_id"])
@@ -42,18 +42,19 @@ def to_coco_results(predictions: Iterable[Dict[str, np.ndarray]], label_map: Lab
         original = np.array([height, width, height, width], np.float32)
         count = int(image["num_detections"])
         boxes = np.clip((image["boxes"][:count] + offset) / scale, 0, original)
-        for index in range(count):
-            ymin, xmin, ymax, xmax = (float(v) for v in boxes[index])
-            binary = paste_mask(image["mask_probabilities"][index], (xmin, ymin, xmax, ymax),
-                                height, width)
-            rle = mask_utils.encode(np.asfortranarray(binary))
-            rle["counts"] = rle["counts"].decode("ascii")
+        xyxy = boxes[:, [1, 0, 3, 2]]
+        masks = rle.encode_masks_with_scores(image["mask_probabilities"][:count], xyxy, height,
+                                             width)
+        for index, encoded in enumerate(masks):
+            if not encoded.area:  # as in predict's output: detections with empty masks are dropped
+                continue
+            xmin, ymin, xmax, ymax = (float(v) for v in xyxy[index])
             result = {
                 "image_id": image_id,
                 "category_id": label_map.category_for_class(int(image["classes"][index])).id,
                 "bbox": [xmin, ymin, xmax - xmin, ymax - ymin],
                 "score": float(image["scores"][index]),
-                "segmentation": rle,
+                "segmentation": encoded.rle,
             }
             if "attribute_probabilities" in image:
                 probabilities = image["attribute_probabilities"][index]
