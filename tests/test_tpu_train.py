@@ -186,3 +186,14 @@ def test_bad_flags_fail_fast_with_one_line(tmp_path, capsys, argv, message):
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and message in error[0], error
     assert not os.listdir(tmp_path)
+
+
+def test_dry_run_of_the_first_place_recipe_plans_a_v3_8(capsys):
+    _run("--mode", "train", "--config", "sn143", "--model_dir", "gs://bucket/sn143", "--dry_run",
+         "--train_file_pattern", "gs://bucket/records/train-*", "--tpu", "my-tpu")
+    out = capsys.readouterr().out
+    assert "8 cores, per-host input v2" in out
+    assert "batch: global 56, per core 7 on 8 cores" in out
+    assert "steps: 200000" in out and "x0.1 at 60000, x0.1 at 75000" in out
+    assert ("precision: bfloat16 compute, float32 losses; batch norm: synchronised over cores; "
+            "RoIAlign/NMS: gathers + padded NMS (TPU); input 1280x1280") in out

@@ -91,6 +91,14 @@ def plan_lines(config: ExperimentConfig, model_dir: str, cluster: ClusterSetting
                  f"{train.warmup_steps} warmup steps, then {decays or 'constant'}; momentum "
                  f"{train.momentum:g}; L2 {config.model.l2_weight_decay:g}; gradient clip "
                  f"{train.gradient_clip_norm or 'off'}")
-    lines.append(f"precision: {'bfloat16 compute, float32 losses' if config.model.bfloat16 else 'float32'}; "
+    model = config.model
+    precision = "bfloat16 compute, float32 losses" if model.bfloat16 else "float32"
+    if not cluster.use_tpu:
+        norm = "per batch"
+    else:
+        norm = "synchronised over cores" if model.norm.use_sync_bn else "per core"
+    ops = ("gathers + padded NMS (TPU)" if model.static_ops_for_tpu
+           else "crop_and_resize + combined NMS")
+    lines.append(f"precision: {precision}; batch norm: {norm}; RoIAlign/NMS: {ops}; "
                  f"input {config.input.image_size}x{config.input.image_size}")
     return lines

@@ -2,9 +2,11 @@
 
 - ``config.yaml``: the resolved experiment config, written at the start. A
   restart with a config that differs in anything but the schedule length
-  (``train.total_steps``), the eval settings (``eval.*``) or the inference-only
-  post-processing (``model.postprocess.*``) is refused, naming the differing
-  keys: the checkpoints there belong to the saved config.
+  (``train.total_steps``), the eval settings (``eval.*``), the inference-only
+  post-processing (``model.postprocess.*``) or the compute-path switches that
+  leave the variables as they are (``model.bfloat16``,
+  ``model.static_ops_for_tpu``) is refused, naming the differing keys: the
+  checkpoints there belong to the saved config.
 - ``labels.json``: the label map make_records wrote next to the training
   records (``PREFIX-labels.json``), so exports from any checkpoint here map
   model classes back to the dataset's category and attribute ids.
@@ -22,7 +24,8 @@ from model.label_map import LabelMap
 CONFIG_FILE = "config.yaml"
 LABELS_FILE = "labels.json"
 RESTARTABLE_KEYS = (re.compile(r"^train\.total_steps$"), re.compile(r"^eval\."),
-                    re.compile(r"^model\.postprocess\."))
+                    re.compile(r"^model\.postprocess\."),
+                    re.compile(r"^model\.(bfloat16|static_ops_for_tpu)$"))
 _SHARD_SUFFIX = re.compile(r"-\d{5}-of-\d{5}\.tfrecord(\.gz)?$")
 
 

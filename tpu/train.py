@@ -156,6 +156,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         config = load_config(args.config, args.override)
     except ConfigError as error:
         flags.error(str(error))
+    if args.tpu and not config.model.static_ops_for_tpu:
+        # TPUs compile only the gather-based RoIAlign and the padded NMS.
+        config.model.static_ops_for_tpu = True
     cluster = ClusterSettings(args.tpu, args.tpu_zone, args.gcp_project, args.num_cores,
                               args.iterations_per_loop, args.save_checkpoints_steps)
     _check_flags(flags, args)
