@@ -19,7 +19,7 @@ import numpy as np
 from apache_beam.metrics import Metrics
 from pycocotools import mask as coco_mask
 
-from beam_pipelines.rle_runs import extent, image_runs
+from beam_pipelines.rle_runs import cell_weights, extent, image_runs
 
 NAMESPACE = "rle"
 MASK_KEYS = ("boxes", "mask_probabilities", "image_size")
@@ -56,13 +56,7 @@ def axis_samples(low: float, high: float, size: int, mask_size: int) -> AxisSamp
     coordinates = np.arange(start + 0.5, stop, dtype=np.float64)  # pixel centres
     coordinates -= low
     coordinates *= mask_size / (high - low)
-    coordinates -= 0.5
-    np.maximum(coordinates, 0.0, out=coordinates)
-    np.minimum(coordinates, mask_size - 1, out=coordinates)
-    lower = coordinates.astype(np.int64)  # truncation is floor: coordinates >= 0
-    np.minimum(lower, max(mask_size - 2, 0), out=lower)
-    upper = np.minimum(lower + 1, mask_size - 1)
-    fraction = (coordinates - lower).astype(np.float32)
+    lower, upper, fraction = cell_weights(coordinates, mask_size)
     return AxisSamples(start, stop, lower, upper, fraction)
 
 

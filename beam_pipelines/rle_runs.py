@@ -55,6 +55,20 @@ def extent(low: float, high: float, size: int) -> Tuple[int, int]:
     return start, max(start, stop)
 
 
+def cell_weights(coordinates: np.ndarray, mask_size: int
+                 ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pixel centres in mask units before the half-cell shift, float64
+    ``(p + 0.5 - low) * M / (high - low)`` -> (lower cell, upper cell, float32 weight of
+    the upper) of the bilinear sample, clamped to the M cells. Modifies ``coordinates``."""
+    coordinates -= 0.5
+    np.maximum(coordinates, 0.0, out=coordinates)
+    np.minimum(coordinates, mask_size - 1, out=coordinates)
+    lower = coordinates.astype(np.int64)  # truncation is floor: coordinates >= 0
+    np.minimum(lower, max(mask_size - 2, 0), out=lower)
+    upper = np.minimum(lower + 1, mask_size - 1)
+    return lower, upper, (coordinates - lower).astype(np.float32)
+
+
 def axis_batch(lows: np.ndarray, highs: np.ndarray, size: int, mask_size: int) -> AxisBatch:
     """AxisBatch of N boxes [low, high) (float64 pixels) along an axis of ``size`` pixels."""
     lows_list, highs_list = lows.tolist(), highs.tolist()
@@ -69,13 +83,7 @@ def axis_batch(lows: np.ndarray, highs: np.ndarray, size: int, mask_size: int) -
     coordinates = (start[owner] + np.arange(len(owner)) - offset[owner]) + 0.5
     coordinates -= lows[owner]
     coordinates *= scale[owner]
-    coordinates -= 0.5
-    np.maximum(coordinates, 0.0, out=coordinates)
-    np.minimum(coordinates, mask_size - 1, out=coordinates)
-    lower = coordinates.astype(np.int64)  # truncation is floor: coordinates >= 0
-    np.minimum(lower, max(mask_size - 2, 0), out=lower)
-    upper = np.minimum(lower + 1, mask_size - 1)
-    fraction = (coordinates - lower).astype(np.float32)
+    lower, upper, fraction = cell_weights(coordinates, mask_size)
     return AxisBatch(start, length, offset, owner, lower, upper, fraction)
 
 
