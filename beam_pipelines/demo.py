@@ -8,7 +8,7 @@ Runs, as separate processes and with the same commands a user types:
   2. ``beam_pipelines.make_records`` both splits -> sharded TFRecords + labels.json
   3. ``tpu.train --mode train``     the ``tiny`` preset on CPU (TPUEstimator, use_tpu=False)
   4. ``tpu.train --mode export``    the SavedModel with the label map
-  5. ``beam_pipelines.predict``     val images -> JSON Lines with RLE masks (DirectRunner)
+  5. ``beam_pipelines.predict``     val records -> JSON Lines with RLE masks (DirectRunner)
   6. ``beam_pipelines.evaluate``    COCO box/mask AP and Fashionpedia AP_IoU+F1 vs val JSON
   7. ``beam_pipelines.visualize``   one picture per val image
 then prints a table of the numbers and where everything is. ``--override``
@@ -89,8 +89,9 @@ def run(argv: Sequence[str] = None) -> Dict[str, float]:
     _run("export", [*model_flags, "--mode", "export", "--export_dir", export_dir],
          paths["logs"], timings)
     prediction_prefix = os.path.join(paths["predictions"], "val")
+    # From the val records: annotated records carry the COCO image ids the evaluation needs.
     _run("predict", ["beam_pipelines.predict", "--model", export_dir,
-                     "--images", os.path.join(paths["data"], "val"),
+                     "--tfrecords", os.path.join(paths["records"], "val-*.tfrecord"),
                      "--output", prediction_prefix], paths["logs"], timings)
     predictions = sorted(glob.glob(prediction_prefix + "-?????-of-?????.jsonl"))
     val_json = os.path.join(paths["data"], "val.json")

@@ -7,7 +7,8 @@ Outputs: num_detections int32[N]; detection_boxes float32[N, K, 4] [ymin, xmin,
 ymax, xmax] in original-image pixels; detection_classes int32[N, K] dataset
 category ids (-1 in unused slots); detection_scores float32[N, K];
 detection_masks float32[N, K, 28, 28] mask probabilities inside each box;
-detection_attributes float32[N, K, T] indexed by attribute id; image_info
+detection_attributes float32[N, K, T] indexed by attribute id (0 in slots that
+are no attribute of the label map); image_info
 float32[N, 4, 2].
 """
 from typing import Dict
@@ -46,6 +47,12 @@ class ServingModule(tf.Module):
         self._image_size = image_size
         # Model class c (1..N-1) -> dataset category id; slot 0 (no detection) -> -1.
         self._category_ids = tf.constant([-1] + [c.id for c in label_map.categories], tf.int32)
+        # Attribute slots that are no attribute of the dataset (ids are not contiguous)
+        # always report probability 0, so no consumer can name an undefined attribute.
+        defined = {attribute.id for attribute in label_map.attributes}
+        self._attribute_slots = tf.constant(
+            [1.0 if slot in defined else 0.0 for slot in range(label_map.num_attributes)],
+            tf.float32)
         self.label_map_asset = tf.saved_model.Asset(label_map_path)
 
     def _detect(self, encoded: tf.Tensor) -> Dict[str, tf.Tensor]:
@@ -62,6 +69,8 @@ class ServingModule(tf.Module):
         attributes = detections.get("attribute_probabilities")
         if attributes is None:
             attributes = tf.zeros(tf.concat([tf.shape(detections["scores"]), [0]], 0))
+        else:
+            attributes = attributes * self._attribute_slots
         return {
             "num_detections": detections["num_detections"],
             "detection_boxes": tf.where(valid[..., tf.newaxis], boxes, 0.0),

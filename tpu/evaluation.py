@@ -30,6 +30,8 @@ def to_coco_results(predictions: Iterable[Dict[str, np.ndarray]], label_map: Lab
     every image predicted, with or without detections). Masks are pasted and encoded by
     the same code as predict's (``beam_pipelines.rle``)."""
     results, image_ids = [], []
+    defined = np.zeros([label_map.num_attributes], bool)
+    defined[[attribute.id for attribute in label_map.attributes]] = True
     for image in predictions:
         image_id = int(image["source_id"])
         if image_id == PADDING_SOURCE_ID:
@@ -57,9 +59,8 @@ def to_coco_results(predictions: Iterable[Dict[str, np.ndarray]], label_map: Lab
                 "segmentation": encoded.rle,
             }
             if "attribute_probabilities" in image:
-                probabilities = image["attribute_probabilities"][index]
-                result["attribute_ids"] = [int(i) for i in
-                                           np.flatnonzero(probabilities >= attribute_threshold)]
+                present = image["attribute_probabilities"][index] >= attribute_threshold
+                result["attribute_ids"] = [int(i) for i in np.flatnonzero(present & defined)]
             results.append(result)
     return results, image_ids
 
