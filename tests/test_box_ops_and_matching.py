@@ -60,3 +60,15 @@ def test_balanced_sampler_counts():
     for row in range(2):
         chosen = indices.numpy()[row][valid.numpy()[row]]
         assert len(set(chosen)) == len(chosen)  # no reference twice
+
+
+def test_cell_centre_crop_boxes_sample_the_centres_of_the_cells_tiling_a_box():
+    mask = np.zeros((1, 20, 20, 1), np.float32)
+    mask[0, 4:12, 2:10] = 1.0  # rows 4..11, columns 2..9: the pixel box [4, 2, 12, 10]
+    exact = box_ops.cell_centre_crop_boxes(tf.constant([[4.0, 2.0, 12.0, 10.0]]), 20, 20, 8)
+    crop = tf.image.crop_and_resize(mask, exact, [0], [8, 8]).numpy()[0, ..., 0]
+    np.testing.assert_allclose(crop, 1.0, atol=1e-5)
+    # Twice as wide, reaching left of the image: 2-pixel cells centred at x = -5, -3, ..., 9.
+    wider = box_ops.cell_centre_crop_boxes(tf.constant([[4.0, -6.0, 12.0, 10.0]]), 20, 20, 8)
+    crop = tf.image.crop_and_resize(mask, wider, [0], [8, 8]).numpy()[0, ..., 0]
+    np.testing.assert_allclose(crop, np.tile([0, 0, 0, 0, 1, 1, 1, 1], (8, 1)), atol=1e-5)

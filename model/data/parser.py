@@ -28,6 +28,7 @@ import tensorflow as tf
 
 from model.config.schema import ExperimentConfig
 from model.data import augment, autoaugment
+from model.ops import box_ops
 from model.record_schema import RecordDecoder
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -169,8 +170,11 @@ class Parser:
     def _crop_masks(self, masks: tf.Tensor, normalised_boxes: tf.Tensor) -> tf.Tensor:
         """Masks [N, H, W] -> 0/1 masks [N, S, S] of each box (normalised to the masks' frame)."""
         size = self._settings.mask_crop_size
+        height, width = tf.shape(masks)[1], tf.shape(masks)[2]
+        frame = tf.cast(tf.stack([height, width, height, width]), tf.float32)
         crops = tf.image.crop_and_resize(
-            tf.cast(masks[..., tf.newaxis], tf.float32), normalised_boxes,
+            tf.cast(masks[..., tf.newaxis], tf.float32),
+            box_ops.cell_centre_crop_boxes(normalised_boxes * frame, height, width, size),
             tf.range(tf.shape(masks)[0]), [size, size], method="bilinear")
         return tf.cast(crops[..., 0] >= 0.5, tf.float32)
 

@@ -81,7 +81,9 @@ def sample_masks(sampled: Dict[str, tf.Tensor], gt_boxes: tf.Tensor, gt_masks: t
                          (rois[..., 3] - gt_box[..., 1]) / width], axis=-1)
     batch, crop = tf.shape(gt_mask)[0], gt_mask.shape[-1]
     flat_masks = tf.reshape(gt_mask, [-1, crop, crop, 1])
-    crops = tf.image.crop_and_resize(flat_masks, tf.reshape(relative, [-1, 4]),
+    # The crop's S cells tile the gt box; sample the RoI's mask cells at their centres.
+    in_crop_cells = box_ops.cell_centre_crop_boxes(relative * float(crop), crop, crop, mask_size)
+    crops = tf.image.crop_and_resize(flat_masks, tf.reshape(in_crop_cells, [-1, 4]),
                                      tf.range(tf.shape(flat_masks)[0]), [mask_size, mask_size])
     targets = tf.reshape(tf.cast(crops[..., 0] >= 0.5, tf.float32),
                          [batch, count, mask_size, mask_size])

@@ -70,3 +70,23 @@ def clip(boxes: tf.Tensor, height, width) -> tf.Tensor:
     return tf.stack([tf.clip_by_value(ymin, 0.0, height), tf.clip_by_value(xmin, 0.0, width),
                      tf.clip_by_value(ymax, 0.0, height), tf.clip_by_value(xmax, 0.0, width)],
                     axis=-1)
+
+
+def cell_centre_crop_boxes(boxes: tf.Tensor, height, width, crop_size: int) -> tf.Tensor:
+    """Boxes [..., 4] ``[ymin, xmin, ymax, xmax]`` in the continuous coordinates of a
+    ``height x width`` grid (cell i spans [i, i + 1], its centre at i + 0.5) -> the
+    normalised boxes with which ``tf.image.crop_and_resize`` samples a ``crop_size``
+    square at the centres of the equal cells that tile each box.
+
+    This is the convention the predicted masks are pasted back with (cell k of an
+    M-cell mask over [x1, x2] is centred at x1 + (k + 0.5) (x2 - x1) / M), so training
+    targets and pasted masks agree to the sub-pixel.
+    """
+    ymin, xmin, ymax, xmax = tf.unstack(boxes, axis=-1)
+    half_y = (ymax - ymin) * (0.5 / crop_size)
+    half_x = (xmax - xmin) * (0.5 / crop_size)
+    # crop_and_resize puts normalised coordinate c on cell index c * (size - 1).
+    span_y = tf.maximum(tf.cast(height, boxes.dtype) - 1.0, 1.0)
+    span_x = tf.maximum(tf.cast(width, boxes.dtype) - 1.0, 1.0)
+    return tf.stack([(ymin + half_y - 0.5) / span_y, (xmin + half_x - 0.5) / span_x,
+                     (ymax - half_y - 0.5) / span_y, (xmax - half_x - 0.5) / span_x], axis=-1)
