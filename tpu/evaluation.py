@@ -8,7 +8,6 @@ predicted (probability >= ``attribute_threshold``) attribute sets over
 ground-truth instances matched at mask IoU 0.5.
 """
 import json
-import logging
 import os
 from typing import Dict, Iterable, List, Sequence, Tuple
 
@@ -107,5 +106,5 @@ def write_metrics(model_dir: str, step: int, metrics: Dict[str, object]) -> str:
                                               for tag, v in scalars.items()])
         writer.add_summary(summary, step)
         writer.close()
-    logging.info("eval at step %d: %s", step, json.dumps(metrics))
+    tf.get_logger().info("eval at step %d: %s", step, json.dumps(metrics))
     return path

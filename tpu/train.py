@@ -110,7 +110,7 @@ def _label_map(model_dir: str, config) -> LabelMap:
     if tf.io.gfile.exists(path):
         with tf.io.gfile.GFile(path) as stream:
             return LabelMap.loads(stream.read())
-    logging.warning("no %s: category id = model class - 1", path)
+    tf.get_logger().warning("no %s: category id = model class - 1", path)
     return identity_label_map(config.model)
 
 
@@ -168,17 +168,17 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         except ValueError as error:
             flags.error(str(error))
         return
-    logging.getLogger().setLevel(logging.INFO)
+    tf.get_logger().setLevel(logging.INFO)
     try:
         note = model_dir_files.save_or_check_config(args.model_dir, config)
         if note:
-            logging.warning(note)
+            tf.get_logger().warning(note)
         if args.mode in ("train", "train_and_eval"):
             labels = model_dir_files.labels_file_for(args.train_file_pattern)
             if labels:
                 model_dir_files.copy_label_map(labels, args.model_dir, config)
             else:
-                logging.warning("no PREFIX-labels.json next to %s: exports will use identity ids",
+                tf.get_logger().warning("no PREFIX-labels.json next to %s: exports will use identity ids",
                                 args.train_file_pattern)
     except ValueError as error:  # ModelDirError, LabelMapError
         flags.error(str(error))

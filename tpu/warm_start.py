@@ -6,7 +6,6 @@ silently: restored, skipped by the regex, absent from the checkpoint, or
 present with another shape.
 """
 import dataclasses
-import logging
 import re
 from typing import Dict, List, Sequence, Tuple
 
@@ -61,7 +60,7 @@ def describe(result: WarmStartPlan, checkpoint: str) -> List[str]:
 
 def log_plan(result: WarmStartPlan, checkpoint: str) -> None:
     for line in describe(result, checkpoint):
-        logging.warning(line)
+        tf.get_logger().warning(line)
 
 
 def scaffold_fn(result: WarmStartPlan, checkpoint: str):
