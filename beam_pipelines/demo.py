@@ -11,13 +11,15 @@ Runs, as separate processes and with the same commands a user types:
   5. ``beam_pipelines.predict``     val records -> JSON Lines with RLE masks (DirectRunner)
   6. ``beam_pipelines.evaluate``    COCO box/mask AP and Fashionpedia AP_IoU+F1 vs val JSON
   7. ``beam_pipelines.visualize``   one picture per val image
-then prints a table of the numbers and where everything is. ``--override``
+then prints a table of the numbers and where everything is. The run replaces
+what an earlier run left in those folders of ``--output_dir``. ``--override``
 passes config overrides to training (the default run uses none).
 """
 import argparse
 import glob
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -68,6 +70,9 @@ def run(argv: Sequence[str] = None) -> Dict[str, float]:
     out = os.path.abspath(args.output_dir)
     paths = {name: os.path.join(out, name) for name in
              ("data", "records", "model", "predictions", "pictures", "logs")}
+    # A rerun starts clean: records or checkpoints of an earlier run would match the globs below.
+    for path in paths.values():
+        shutil.rmtree(path, ignore_errors=True)
     os.makedirs(paths["logs"], exist_ok=True)
     timings: Dict[str, float] = {}
     overrides = [flag for item in args.override for flag in ("--override", item)]

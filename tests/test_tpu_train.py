@@ -197,3 +197,15 @@ def test_dry_run_of_the_first_place_recipe_plans_a_v3_8(capsys):
     assert "steps: 200000" in out and "x0.1 at 60000, x0.1 at 75000" in out
     assert ("precision: bfloat16 compute, float32 losses; batch norm: synchronised over cores; "
             "RoIAlign/NMS: gathers + padded NMS (TPU); input 1280x1280") in out
+
+
+def test_shards_of_an_earlier_run_under_the_same_prefix_are_refused(tmp_path, capsys):
+    for name in ("train-00000-of-00002.tfrecord", "train-00001-of-00002.tfrecord",
+                 "train-00000-of-00004.tfrecord"):
+        (tmp_path / name).write_bytes(b"")
+    with pytest.raises(SystemExit) as exit_info:
+        _run("--config", "tiny", "--model_dir", tmp_path / "model",
+             "--train_file_pattern", tmp_path / "train-*.tfrecord")
+    assert exit_info.value.code == 2
+    assert "shards of different make_records runs under " + str(tmp_path / "train") in \
+        capsys.readouterr().err

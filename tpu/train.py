@@ -11,6 +11,7 @@ Without --tpu it runs on CPU/GPU (use_tpu=False). See README "Training".
 import argparse
 import logging
 import os
+import re
 
 # Grappler's cost model warns on every CropAndResize of every graph it builds; keep
 # TensorFlow's C++ warnings out of the job's log unless the user asks for them.
@@ -81,6 +82,20 @@ def _matches(pattern: str) -> List[str]:
     return tf.io.gfile.glob(pattern)
 
 
+_SHARD = re.compile(r"^(.*)-\d{5}-of-(\d{5})\.tfrecord(\.gz)?$")
+
+
+def _mixed_runs(files: List[str]) -> List[str]:
+    """Prefixes whose matched shards come from runs with different shard totals
+    (``P-00000-of-00002`` beside ``P-00000-of-00004``): output of an earlier run left behind."""
+    totals = {}
+    for name in files:
+        match = _SHARD.match(name)
+        if match:
+            totals.setdefault(match.group(1), set()).add(match.group(2))
+    return sorted(prefix for prefix, seen in totals.items() if len(seen) > 1)
+
+
 def _check_flags(flags: argparse.ArgumentParser, args) -> None:
     """Fails fast, one line each, before anything heavy starts."""
     needs_train = args.mode in ("train", "train_and_eval")
@@ -91,11 +106,17 @@ def _check_flags(flags: argparse.ArgumentParser, args) -> None:
         flags.error(f"--mode {args.mode} needs --eval_file_pattern and --eval_annotations_file")
     if args.dry_run:
         return
-    if needs_train and not _matches(args.train_file_pattern):
-        flags.error(f"--train_file_pattern {args.train_file_pattern} matches no files")
+    patterns = ([("--train_file_pattern", args.train_file_pattern)] if needs_train else []) + (
+        [("--eval_file_pattern", args.eval_file_pattern)] if needs_eval else [])
+    for flag, pattern in patterns:
+        files = _matches(pattern)
+        if not files:
+            flags.error(f"{flag} {pattern} matches no files")
+        mixed = _mixed_runs(files)
+        if mixed:
+            flags.error(f"{flag} {pattern} matches shards of different make_records runs "
+                        f"under {', '.join(mixed)} (different -of-NNNNN totals); remove the old ones")
     if needs_eval:
-        if not _matches(args.eval_file_pattern):
-            flags.error(f"--eval_file_pattern {args.eval_file_pattern} matches no files")
         if not tf.io.gfile.exists(args.eval_annotations_file):
             flags.error(f"--eval_annotations_file {args.eval_annotations_file} does not exist")
     if args.init_checkpoint and not (tf.train.latest_checkpoint(args.init_checkpoint) or
