@@ -19,14 +19,15 @@ import tensorflow as tf
 import yaml
 
 from model.config import ExperimentConfig, loads_config, to_yaml
+from model.export import LABELS_FILE
 from model.label_map import LabelMap
 
 CONFIG_FILE = "config.yaml"
-LABELS_FILE = "labels.json"
 RESTARTABLE_KEYS = (re.compile(r"^train\.total_steps$"), re.compile(r"^eval\."),
                     re.compile(r"^model\.postprocess\."),
                     re.compile(r"^model\.(bfloat16|static_ops_for_tpu)$"))
-_SHARD_SUFFIX = re.compile(r"-\d{5}-of-\d{5}\.tfrecord(\.gz)?$")
+# make_records' shard names: group 1 the prefix, group 2 the shard total.
+SHARD_NAME = re.compile(r"^(.*)-\d{5}-of-(\d{5})\.tfrecord(\.gz)?$")
 
 
 class ModelDirError(ValueError):
@@ -83,8 +84,9 @@ def labels_file_for(train_file_pattern: str) -> Optional[str]:
     """``PREFIX-labels.json`` of the records matching the pattern, when it exists."""
     files = sorted(tf.io.gfile.glob(train_file_pattern))
     for name in files:
-        if _SHARD_SUFFIX.search(name):
-            candidate = _SHARD_SUFFIX.sub("", name) + "-labels.json"
+        match = SHARD_NAME.match(name)
+        if match:
+            candidate = match.group(1) + "-labels.json"
             if tf.io.gfile.exists(candidate):
                 return candidate
     return None

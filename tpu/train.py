@@ -11,7 +11,6 @@ Without --tpu it runs on CPU/GPU (use_tpu=False). See README "Training".
 import argparse
 import logging
 import os
-import re
 
 # Grappler's cost model warns on every CropAndResize of every graph it builds; keep
 # TensorFlow's C++ warnings out of the job's log unless the user asks for them.
@@ -24,8 +23,7 @@ from model.config import ConfigError, load_config
 from model.evaluation.category_roles import MODES as MODES_OF_FASHIONPEDIA_EVAL
 from model.evaluation.category_roles import OFFICIAL
 from model.export import export as export_saved_model
-from model.export import identity_label_map
-from model.label_map import LabelMap
+from model.export import resolve_label_map
 from tpu import evaluation, model_dir as model_dir_files
 from tpu.estimator import ClusterSettings, build_estimator, plan_lines
 from tpu.input_fn import predict_input_fn, train_input_fn
@@ -82,15 +80,12 @@ def _matches(pattern: str) -> List[str]:
     return tf.io.gfile.glob(pattern)
 
 
-_SHARD = re.compile(r"^(.*)-\d{5}-of-(\d{5})\.tfrecord(\.gz)?$")
-
-
 def _mixed_runs(files: List[str]) -> List[str]:
     """Prefixes whose matched shards come from runs with different shard totals
     (``P-00000-of-00002`` beside ``P-00000-of-00004``): output of an earlier run left behind."""
     totals = {}
     for name in files:
-        match = _SHARD.match(name)
+        match = model_dir_files.SHARD_NAME.match(name)
         if match:
             totals.setdefault(match.group(1), set()).add(match.group(2))
     return sorted(prefix for prefix, seen in totals.items() if len(seen) > 1)
@@ -126,15 +121,6 @@ def _check_flags(flags: argparse.ArgumentParser, args) -> None:
         flags.error(f"a TPU cannot write --model_dir {args.model_dir}: use a gs:// path")
 
 
-def _label_map(model_dir: str, config) -> LabelMap:
-    path = os.path.join(model_dir, model_dir_files.LABELS_FILE)
-    if tf.io.gfile.exists(path):
-        with tf.io.gfile.GFile(path) as stream:
-            return LabelMap.loads(stream.read())
-    tf.get_logger().warning("no %s: category id = model class - 1", path)
-    return identity_label_map(config.model)
-
-
 def _checkpoint(args) -> str:
     checkpoint = args.checkpoint or tf.train.latest_checkpoint(args.model_dir)
     if not checkpoint:
@@ -149,8 +135,10 @@ def _step_of(checkpoint: str) -> int:
 def run_eval(estimator, config, args, checkpoint: str) -> dict:
     predictions = estimator.predict(predict_input_fn(config, args.eval_file_pattern),
                                     checkpoint_path=checkpoint, yield_single_examples=True)
-    results, image_ids = evaluation.to_coco_results(
-        predictions, _label_map(args.model_dir, config), args.attribute_threshold)
+    label_map, source = resolve_label_map(config.model, None, checkpoint)
+    tf.get_logger().info("label map: %s", source)
+    results, image_ids = evaluation.to_coco_results(predictions, label_map,
+                                                    args.attribute_threshold)
     metrics = evaluation.evaluate(results, image_ids, args.eval_annotations_file,
                                   args.fashionpedia_mode)
     path = evaluation.write_metrics(args.model_dir, _step_of(checkpoint), metrics)
