@@ -3,8 +3,10 @@ import numpy as np
 import pytest
 from pycocotools import mask as coco_mask
 
-from beam_pipelines.rle import (EncodeMasksRle, encode_masks_rle, encode_masks_with_scores,
-                                paste_masks)
+from beam_pipelines.rle import (EncodeMasksRle, axis_samples, encode_masks_rle,
+                                encode_masks_with_scores, paste_masks)
+from beam_pipelines.rle_runs import extent, extents
+from beam_pipelines.rle_strings import compressed_counts
 
 
 def _reference_rles(mask_probs, boxes, height, width, threshold=0.5):
@@ -75,6 +77,77 @@ def test_smooth_masks_with_values_near_the_threshold():
     boxes = np.array([[3.5, 4.25, 60.75, 41.0], [0, 0, 64, 48], [10, 2, 12, 47], [1, 20, 63, 21]])
     _assert_fast_equals_reference(probs, boxes, 48, 64)
     _assert_fast_equals_reference(probs, boxes, 48, 64, threshold=0.25)
+
+
+@pytest.mark.parametrize("mask_size", [1, 2, 3, 5, 28])
+def test_values_within_rounding_of_the_threshold_and_other_mask_sizes(mask_size):
+    rng = np.random.default_rng(4)
+    jitter = (0.5 + rng.normal(0, 1e-7, (3, mask_size, mask_size))).astype(np.float32)
+    alternating = np.full((3, mask_size, mask_size), 0.5, np.float32)
+    alternating[:, ::2] = np.nextafter(np.float32(0.5), np.float32(1))
+    corners = rng.uniform(-10, 70, size=(3, 2, 2))
+    boxes = np.concatenate([corners.min(axis=1), corners.max(axis=1) + 0.3], axis=1)
+    for probs in (jitter, alternating, rng.random((3, mask_size, mask_size), dtype=np.float32)):
+        _assert_fast_equals_reference(probs, boxes, 50, 60)
+
+
+def _canvas_mean_score(probs, box, height, width, threshold=0.5):
+    rows = axis_samples(box[1], box[3], height, probs.shape[0])
+    cols = axis_samples(box[0], box[2], width, probs.shape[0])
+    i0, i1, fv = rows.lower[:, None], rows.upper[:, None], rows.fraction[:, None]
+    j0, j1, fu = cols.lower[None, :], cols.upper[None, :], cols.fraction[None, :]
+    top = (1 - fu) * probs[i0, j0] + fu * probs[i0, j1]
+    bottom = (1 - fu) * probs[i1, j0] + fu * probs[i1, j1]
+    values = (1 - fv) * top + fv * bottom
+    on = values > threshold
+    return float(values[on].astype(np.float64).mean()) if on.any() else 0.0
+
+
+def test_mean_score_equals_the_canvas_mean_over_pixels_on():
+    rng = np.random.default_rng(5)
+    grid = (np.arange(28) + 0.5) / 28
+    probs = np.stack([np.exp(-((grid[:, None] - cy) ** 2 + (grid[None, :] - cx) ** 2) / 0.08)
+                      for cy, cx in rng.uniform(0.3, 0.7, (6, 2))]).astype(np.float32)
+    probs = np.clip(probs + rng.normal(0, 0.05, probs.shape), 0, 1).astype(np.float32)
+    corners = rng.uniform(-20, 200, size=(6, 2, 2))
+    boxes = np.concatenate([corners.min(axis=1), corners.max(axis=1) + 5], axis=1)
+    for mask, box, encoded in zip(probs, boxes, encode_masks_with_scores(probs, boxes, 150, 180)):
+        assert encoded.mean_score == pytest.approx(_canvas_mean_score(mask, box, 150, 180),
+                                                   rel=1e-6, abs=1e-9)
+
+
+def test_extents_of_many_boxes_equal_one_at_a_time():
+    rng = np.random.default_rng(6)
+    edges = np.arange(-3, 103) + 0.5
+    values = np.concatenate([rng.uniform(-50, 150, 4000), edges, np.nextafter(edges, -np.inf),
+                             np.nextafter(edges, np.inf), [np.nan, np.inf, -np.inf, 1e300, 0.0]])
+    for size in (0, 1, 100):
+        lows = rng.choice(values, 6000)
+        highs = np.where(rng.random(6000) < 0.5, rng.choice(values, 6000),
+                         lows + rng.uniform(0, 60, 6000))
+        starts, stops = extents(lows, highs, size)
+        expected = np.array([extent(low, high, size) for low, high in zip(lows, highs)])
+        assert starts.tolist() == expected[:, 0].tolist()
+        assert stops.tolist() == expected[:, 1].tolist()
+
+
+def test_compressed_counts_equal_pycocotools():
+    rng = np.random.default_rng(7)
+    for _ in range(50):
+        height, width = (int(v) for v in rng.integers(1, 3000, size=2))
+        total = height * width
+        masks = []
+        for _ in range(int(rng.integers(0, 5))):
+            cuts = np.sort(rng.integers(0, total + 1, int(rng.integers(1, 40))))
+            if rng.random() < 0.3:  # repeated cuts: empty runs inside the list
+                cuts = np.sort(rng.choice([0, 1, total // 2, total - 1, total], len(cuts)))
+            masks.append(np.diff(np.concatenate([[0], cuts, [total]])))
+        expected = [coco_mask.frPyObjects({"size": [height, width],
+                                           "counts": runs.astype(np.uint64)},
+                                          height, width)["counts"].decode("ascii")
+                    for runs in masks]
+        assert compressed_counts(masks) == expected
+    assert compressed_counts([]) == []
 
 
 @pytest.mark.parametrize("box", [
