@@ -17,9 +17,9 @@ from typing import Any, Dict, Iterable, List, Mapping, Tuple
 import apache_beam as beam
 import numpy as np
 from apache_beam.metrics import Metrics
+from pycocotools import mask as coco_mask
 
 from beam_pipelines.rle_runs import cell_weights, extent, image_runs
-from beam_pipelines.rle_strings import compressed_counts
 
 NAMESPACE = "rle"
 MASK_KEYS = ("boxes", "mask_probabilities", "image_size")
@@ -130,16 +130,22 @@ class EncodedMask:
     area_fraction: float
 
 
+def _compress(run_lengths: np.ndarray, height: int, width: int) -> Dict[str, Any]:
+    compressed = coco_mask.frPyObjects(
+        {"size": [height, width], "counts": run_lengths.astype(np.uint64)}, height, width)
+    return {"size": [height, width], "counts": compressed["counts"].decode("ascii")}
+
+
 def encode_masks_with_scores(mask_probs: np.ndarray, boxes: np.ndarray, image_height: int,
                              image_width: int, threshold: float = 0.5) -> List[EncodedMask]:
     """EncodedMask per detection (empty masks included), same arguments as paste_masks."""
     mask_probs, boxes = _check_inputs(mask_probs, boxes, threshold)
     found = image_runs(mask_probs, boxes, image_height, image_width, threshold)
     encoded = []
-    for counts, area, probability_sum, box_pixels in zip(
-            compressed_counts(found.runs), found.area.tolist(), found.probability_sum.tolist(),
+    for runs, area, probability_sum, box_pixels in zip(
+            found.runs, found.area.tolist(), found.probability_sum.tolist(),
             found.box_pixels.tolist()):
-        encoded.append(EncodedMask({"size": [image_height, image_width], "counts": counts}, area,
+        encoded.append(EncodedMask(_compress(runs, image_height, image_width), area,
                                    probability_sum / area if area else 0.0,
                                    area / box_pixels if box_pixels else 0.0))
     return encoded

@@ -6,7 +6,6 @@ from pycocotools import mask as coco_mask
 from beam_pipelines.rle import (EncodeMasksRle, axis_samples, encode_masks_rle,
                                 encode_masks_with_scores, paste_masks)
 from beam_pipelines.rle_runs import extent, extents
-from beam_pipelines.rle_strings import compressed_counts
 
 
 def _reference_rles(mask_probs, boxes, height, width, threshold=0.5):
@@ -129,25 +128,6 @@ def test_extents_of_many_boxes_equal_one_at_a_time():
         expected = np.array([extent(low, high, size) for low, high in zip(lows, highs)])
         assert starts.tolist() == expected[:, 0].tolist()
         assert stops.tolist() == expected[:, 1].tolist()
-
-
-def test_compressed_counts_equal_pycocotools():
-    rng = np.random.default_rng(7)
-    for _ in range(50):
-        height, width = (int(v) for v in rng.integers(1, 3000, size=2))
-        total = height * width
-        masks = []
-        for _ in range(int(rng.integers(0, 5))):
-            cuts = np.sort(rng.integers(0, total + 1, int(rng.integers(1, 40))))
-            if rng.random() < 0.3:  # repeated cuts: empty runs inside the list
-                cuts = np.sort(rng.choice([0, 1, total // 2, total - 1, total], len(cuts)))
-            masks.append(np.diff(np.concatenate([[0], cuts, [total]])))
-        expected = [coco_mask.frPyObjects({"size": [height, width],
-                                           "counts": runs.astype(np.uint64)},
-                                          height, width)["counts"].decode("ascii")
-                    for runs in masks]
-        assert compressed_counts(masks) == expected
-    assert compressed_counts([]) == []
 
 
 @pytest.mark.parametrize("box", [
