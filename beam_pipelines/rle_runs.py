@@ -28,12 +28,15 @@ import numpy as np
 
 @dataclasses.dataclass(frozen=True)
 class AxisBatch:
-    """Per box: ``start`` (first pixel inside) and ``length`` (pixels inside), int64[N];
+    """Per box: ``start`` (first pixel inside) and ``length`` (pixels inside), int64[N],
+    ``low`` (its first edge, pixels) and ``scale`` (mask cells per pixel), float64[N];
     per sample (the pixels inside, box after box; box b's begin at ``offset[b]``):
     ``owner`` (its box), the mask cells ``lower``/``upper`` and ``fraction`` (float32)
     of its bilinear weights, as ``rle.axis_samples`` defines them."""
     start: np.ndarray
     length: np.ndarray
+    low: np.ndarray
+    scale: np.ndarray
     offset: np.ndarray
     owner: np.ndarray
     lower: np.ndarray
@@ -100,7 +103,8 @@ def axis_batch(lows: np.ndarray, highs: np.ndarray, size: int, mask_size: int) -
     coordinates -= lows[owner]
     coordinates *= scale[owner]
     lower, upper, fraction = cell_weights(coordinates, mask_size)
-    return AxisBatch(start, length, offset, owner, lower, upper, fraction)
+    return AxisBatch(start, length, np.asarray(lows, np.float64), scale, offset, owner, lower,
+                     upper, fraction)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,6 +124,29 @@ def _expand(counts: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     return item, within
 
 
+# Box columns per pass: small enough that a pass's temporaries are reused from the
+# heap rather than mapped in (and page-faulted) afresh on every call.
+COLUMNS_PER_PASS = 2048
+
+
+@dataclasses.dataclass(frozen=True)
+class _Cells:
+    """What every pass over columns shares: the mask columns float32[N * M, M] (row
+    b * M + j is column j of box b's mask), the rows AxisBatch, and per box and cell
+    (float/int[N, cells]) its rows, first row and summed upper weights, and
+    ``weight_sums`` (prefix sums of the rows' weights)."""
+    mask_columns: np.ndarray
+    rows: AxisBatch
+    count: int
+    cells: int
+    rows_per_cell: np.ndarray
+    first_row: np.ndarray
+    upper_weight: np.ndarray
+    weight_sums: np.ndarray
+    threshold: float
+    margin: float
+
+
 def image_runs(mask_probs: np.ndarray, boxes: np.ndarray, height: int, width: int,
                threshold: float) -> ImageRuns:
     """mask_probs float32[N, M, M], boxes float64[N, 4] [xmin, ymin, xmax, ymax] -> ImageRuns."""
@@ -131,51 +158,70 @@ def image_runs(mask_probs: np.ndarray, boxes: np.ndarray, height: int, width: in
     margin = 1e-6 * max(1.0, float(np.abs(mask_probs).max())) if count else 0.0
 
     # Box columns whose two mask columns stay below the threshold in every mask row are
-    # off from top to bottom. The columns that may not be (``col``, indices into
-    # ``cols``' samples, grouped by box) are the only ones looked at from here on.
+    # off from top to bottom. Only the others (``col``, grouped by box) are looked at.
     column_peak = mask_probs.max(axis=1).ravel()  # per box and mask column
     peak = np.maximum(column_peak[cols.owner * mask_size + cols.lower],
                       column_peak[cols.owner * mask_size + cols.upper])
     col = np.flatnonzero(peak >= threshold - margin)
-    col_box, col_lower, col_upper = cols.owner[col], cols.lower[col], cols.upper[col]
-    col_fraction = cols.fraction[col]
-
-    # Those columns interpolated along x at every mask row: float32[columns, M].
-    mask_columns = np.ascontiguousarray(mask_probs.transpose(0, 2, 1)).reshape(-1, mask_size)
-    at_rows = ((1 - col_fraction)[:, None] * mask_columns[col_box * mask_size + col_lower]
-               + col_fraction[:, None] * mask_columns[col_box * mask_size + col_upper])
 
     cells = max(mask_size - 1, 1)
+    cell_key = rows.owner * cells + rows.lower
+    rows_per_cell = np.bincount(cell_key, minlength=count * cells).reshape(count, cells)
+    shared = _Cells(
+        mask_columns=np.ascontiguousarray(mask_probs.transpose(0, 2, 1)).reshape(-1, mask_size),
+        rows=rows, count=count, cells=cells, rows_per_cell=rows_per_cell,
+        first_row=np.cumsum(rows_per_cell, axis=1) - rows_per_cell,
+        upper_weight=np.bincount(cell_key, weights=rows.fraction,
+                                 minlength=count * cells).reshape(count, cells),
+        weight_sums=np.concatenate([[0.0], np.cumsum(rows.fraction, dtype=np.float64)]),
+        threshold=threshold, margin=margin)
+
+    probability_sum = np.zeros(count)
+    change_cols, change_rows = [np.zeros([0], np.int64)], [np.zeros([0], np.int64)]
+    for begin in range(0, len(col), COLUMNS_PER_PASS):
+        part = col[begin:begin + COLUMNS_PER_PASS]
+        local_col, change_row, part_sum = _column_changes(
+            shared, cols.owner[part], cols.lower[part], cols.upper[part], cols.fraction[part])
+        change_cols.append(part[local_col])
+        change_rows.append(change_row)
+        probability_sum += part_sum
+    runs, area = _runs(np.concatenate(change_cols), np.concatenate(change_rows), rows, cols,
+                       height, width)
+    return ImageRuns(runs, area, probability_sum, rows.length * cols.length)
+
+
+def _column_changes(shared: _Cells, col_box: np.ndarray, col_lower: np.ndarray,
+                    col_upper: np.ndarray, col_fraction: np.ndarray
+                    ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One pass over box columns (grouped by box): where their states change, as
+    (column index in this pass, box row), both int64[changes], and the probability sum
+    of their pixels that are on, float64[N]."""
+    rows, cells, count = shared.rows, shared.cells, shared.count
+    threshold, margin = shared.threshold, shared.margin
+    mask_size = shared.mask_columns.shape[1]
+    # The columns interpolated along x at every mask row: float32[columns, M].
+    at_rows = ((1 - col_fraction)[:, None] * shared.mask_columns[col_box * mask_size + col_lower]
+               + col_fraction[:, None] * shared.mask_columns[col_box * mask_size + col_upper])
     first = at_rows[:, :cells]
     second = at_rows[:, 1:] if mask_size > 1 else at_rows
-    cell_key = rows.owner * cells + rows.lower
-    cell_rows_of_box = np.bincount(cell_key, minlength=count * cells).reshape(count, cells)
-    cell_first_row = np.cumsum(cell_rows_of_box, axis=1) - cell_rows_of_box
-    upper_weight = np.bincount(cell_key, weights=rows.fraction,
-                               minlength=count * cells).reshape(count, cells)
     surely_on = np.minimum(first, second) > threshold + margin
     unsure = np.maximum(first, second) >= threshold - margin
     unsure &= ~surely_on
-    if not cell_rows_of_box.all():  # boxes under M - 1 pixels tall have cells without pixels
-        present = (cell_rows_of_box > 0)[col_box]
+    if not shared.rows_per_cell.all():  # boxes under M - 1 pixels tall have empty cells
+        present = (shared.rows_per_cell > 0)[col_box]
         surely_on &= present
         unsure &= present
 
-    # Sure cells that are on: area and probability sum in closed form, summing the
-    # columns of each box first (every column of a box has the same rows per cell).
-    columns_of_box = np.bincount(col_box, minlength=count)
-    boxes_with_cols = np.flatnonzero(columns_of_box)
-    col_starts = (np.cumsum(columns_of_box) - columns_of_box)[boxes_with_cols]
-    on_columns = np.zeros([count, cells])
-    on_first = np.zeros([count, cells])
-    on_second = np.zeros([count, cells])
-    if len(col_starts):
-        on_columns[boxes_with_cols] = np.add.reduceat(surely_on.astype(np.float32), col_starts, axis=0)
-        on_first[boxes_with_cols] = np.add.reduceat(first * surely_on, col_starts, axis=0)
-        on_second[boxes_with_cols] = np.add.reduceat(second * surely_on, col_starts, axis=0)
-    area = (on_columns * cell_rows_of_box).sum(axis=1)
-    probability_sum = (on_first * (cell_rows_of_box - upper_weight)
-                       + on_second * upper_weight).sum(axis=1)
+    # Sure cells that are on: their probability sum in closed form, summing the columns
+    # of each box first (every column of a box has the same rows per cell).
+    starts = np.flatnonzero(np.concatenate([[True], col_box[1:] != col_box[:-1]]))
+    start_box = col_box[starts]
+    on_first = np.add.reduceat(first * surely_on, starts, axis=0)
+    on_second = np.add.reduceat(second * surely_on, starts, axis=0)
+    upper_weight = shared.upper_weight[start_box]
+    probability_sum = np.bincount(start_box, minlength=count, weights=(
+        on_first * (shared.rows_per_cell[start_box] - upper_weight)
+        + on_second * upper_weight).sum(axis=1))
 
     # Straddling cells. Along a box column a cell's exact values a + f (b - a) are
     # monotone in the rows' weights f, so its rows split into a sure run before the
@@ -187,25 +233,24 @@ def image_runs(mask_probs: np.ndarray, boxes: np.ndarray, height: int, width: in
     unsure_cell = unsure_flat - unsure_col * cells
     cell_box = col_box[unsure_col]
     box_cell = cell_box * cells + unsure_cell
-    cell_rows = cell_rows_of_box.ravel()[box_cell]
-    cell_row0 = cell_first_row.ravel()[box_cell]
+    cell_rows = shared.rows_per_cell.ravel()[box_cell]
+    cell_row0 = shared.first_row.ravel()[box_cell]
     flat_rows = at_rows.ravel()
     at_index = unsure_col * mask_size + unsure_cell
     low = flat_rows[at_index].astype(np.float64)
     slope = flat_rows[at_index + (mask_size > 1)] - low
     rising = slope > 0
+    # The band: weights f with |low + f * slope - threshold| <= margin.
     with np.errstate(divide="ignore", invalid="ignore"):
-        off_cut = (threshold - margin - low) / slope   # weight where the value is surely off
-        on_cut = (threshold + margin - low) / slope
-    flat = slope == 0
-    band_from = np.where(flat, -1.0, np.where(rising, off_cut, on_cut)).clip(-1.0, 2.0)
-    band_to = np.where(flat, 2.0, np.where(rising, on_cut, off_cut)).clip(-1.0, 2.0)
-    # Cells' weights as one sorted key: 4 * (box cell) + weight, weights in [0, 1].
-    row_key = cell_key * 4.0 + rows.fraction
-    cell_base = box_cell * 4.0
+        crossing = (threshold - low) / slope
+        half_width = margin / np.abs(slope)
+        band_from = np.clip(crossing - half_width, -1.0, 2.0)
+        band_to = np.clip(crossing + half_width, -1.0, 2.0)
+    flat = slope == 0  # the whole cell is within the margin
+    band_from[flat], band_to[flat] = -1.0, 2.0
     cell_begin = rows.offset[cell_box] + cell_row0
-    before_band = np.searchsorted(row_key, cell_base + band_from, "left") - cell_begin
-    through_band = np.searchsorted(row_key, cell_base + band_to, "right") - cell_begin
+    before_band, through_band = _rows_by_weight(rows, cell_box, unsure_cell, cell_row0,
+                                                cell_rows, band_from, band_to)
     exact_from = np.maximum(before_band - 1, 0)
     exact_to = np.minimum(through_band + 1, cell_rows)
     exact_rows = exact_to - exact_from
@@ -219,17 +264,13 @@ def image_runs(mask_probs: np.ndarray, boxes: np.ndarray, height: int, width: in
     values = ((1 - fraction) * flat_rows[pixel_col * mask_size + rows.lower[sample]]
               + fraction * flat_rows[pixel_col * mask_size + rows.upper[sample]])
     hits = values > threshold
-    area = area + np.bincount(pixel_box[hits], minlength=count)
-    probability_sum = probability_sum + np.bincount(
-        pixel_box, weights=np.where(hits, values, 0.0), minlength=count)
+    probability_sum += np.bincount(pixel_box, weights=np.where(hits, values, 0.0),
+                                   minlength=count)
     # The sure rows outside the evaluated ones that are on: after a rise, before a fall.
     on_begin = np.where(rising, cell_begin + exact_to, cell_begin)
     on_rows = np.where(rising, cell_rows - exact_to, exact_from)
-    weight_sums = np.concatenate([[0.0], np.cumsum(rows.fraction, dtype=np.float64)])
-    area = area + np.bincount(cell_box, weights=on_rows, minlength=count)
-    probability_sum = probability_sum + np.bincount(
-        cell_box, weights=on_rows * low + slope * (weight_sums[on_begin + on_rows]
-                                                    - weight_sums[on_begin]), minlength=count)
+    probability_sum += np.bincount(cell_box, minlength=count, weights=on_rows * low + slope * (
+        shared.weight_sums[on_begin + on_rows] - shared.weight_sums[on_begin]))
 
     # Where the state changes: at cell starts, inside straddling cells, at column ends.
     pixel_start = np.cumsum(exact_rows) - exact_rows
@@ -245,17 +286,39 @@ def image_runs(mask_probs: np.ndarray, boxes: np.ndarray, height: int, width: in
     inside = np.flatnonzero(hits[1:] != hits[:-1]) + 1
     inside = inside[item[inside] == item[inside - 1]]
     end_col = np.flatnonzero(last_state[:, -1])
-    change_col = col[np.concatenate([edge_col, pixel_col[inside], end_col])]
-    change_row = np.concatenate([cell_first_row[col_box[edge_col], edge_cell], pixel_row[inside],
-                                 rows.length[col_box[end_col]]])
-    runs = _runs(change_col, change_row, rows, cols, height, width)
-    return ImageRuns(runs, np.rint(area).astype(np.int64), probability_sum,
-                     rows.length * cols.length)
+    change_col = np.concatenate([edge_col, pixel_col[inside], end_col])
+    change_row = np.concatenate([shared.first_row[col_box[edge_col], edge_cell],
+                                 pixel_row[inside], rows.length[col_box[end_col]]])
+    return change_col, change_row, probability_sum
+
+
+def _rows_by_weight(rows: AxisBatch, box: np.ndarray, cell: np.ndarray, first_row: np.ndarray,
+                    cell_rows: np.ndarray, below: np.ndarray, through: np.ndarray
+                    ) -> Tuple[np.ndarray, np.ndarray]:
+    """Per cell (its box, index, first row and rows): how many of its rows have a weight
+    f < ``below`` and how many f <= ``through`` (int64 each).
+
+    A row r of box b has the mask coordinate (r + start + 0.5 - low) * scale - 0.5,
+    increasing in r; in cell k its weight is that minus k, clamped to [0, 1] at the
+    box's first and last half cell. So the rows below a weight are the rows before
+    where the coordinate reaches k + weight. Rows whose coordinate lands within float
+    rounding of that place may be counted on either side: their values are then within
+    1e-12 of a band edge, a margin away from the threshold, so either side is sure.
+    """
+    low, scale, start = rows.low[box], rows.scale[box], rows.start[box]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        before = np.ceil((cell + below + 0.5) / scale + low - 0.5 - start) - first_row
+        through_count = np.floor((cell + through + 0.5) / scale + low - 0.5 - start) + 1 - first_row
+    before = np.where(below <= 0, 0, np.where(below > 1, cell_rows, before))
+    through_count = np.where(through < 0, 0, np.where(through >= 1, cell_rows, through_count))
+    return (np.clip(before, 0, cell_rows).astype(np.int64),
+            np.clip(through_count, 0, cell_rows).astype(np.int64))
 
 
 def _runs(change_col: np.ndarray, change_row: np.ndarray, rows: AxisBatch, cols: AxisBatch,
-          height: int, width: int) -> List[np.ndarray]:
-    """Run lengths per detection from state changes at (box column, box row)."""
+          height: int, width: int) -> Tuple[List[np.ndarray], np.ndarray]:
+    """Run lengths and area (pixels on) per detection from state changes at (box column,
+    box row)."""
     count = len(rows.length)
     total = height * width
     box = cols.owner[change_col]
@@ -269,5 +332,23 @@ def _runs(change_col: np.ndarray, change_row: np.ndarray, rows: AxisBatch, cols:
     box, index = keys // (total + 1), keys % (total + 1)
     box, index = box[index != total], index[index != total]  # ends on a 1: no trailing 0s
     bounds = np.searchsorted(box, np.arange(count + 1))
-    return [np.diff(np.concatenate([[0], index[bounds[d]:bounds[d + 1]], [total]]))
-            for d in range(count)]
+    # Runs: each change's distance from the previous one of its detection (from 0 for
+    # the first); the last run of each detection reaches the end of the image.
+    begins, ends = bounds[:-1], bounds[1:]
+    changes_of_box = ends - begins
+    changed = changes_of_box > 0
+    runs = np.diff(index, prepend=0)
+    runs[begins[changed]] = index[begins[changed]]
+    last_change = np.zeros(count, np.int64)
+    last_change[changed] = index[ends[changed] - 1]
+    last = total - last_change
+    # On runs are the ones from an even-numbered change (the first is number 0) to the next.
+    parity = np.arange(len(index)) - np.repeat(begins, changes_of_box)
+    area = (np.bincount(box, weights=np.where(parity % 2 == 1, runs, 0), minlength=count)
+            + np.where(changes_of_box % 2 == 1, last, 0)).astype(np.int64)
+    # Detection d's runs, its last included, sit at [bounds[d] + d, bounds[d + 1] + d].
+    all_runs = np.empty(len(index) + count, np.int64)
+    all_runs[np.arange(len(index)) + box] = runs
+    all_runs[ends + np.arange(count)] = last
+    limits = (bounds + np.arange(count + 1)).tolist()
+    return [all_runs[begin:end] for begin, end in zip(limits[:-1], limits[1:])], area
