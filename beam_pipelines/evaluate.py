@@ -13,11 +13,12 @@ import logging
 import sys
 from typing import Optional, Sequence
 
-from beam_pipelines.prediction_files import MissingFilesError, load_json, matched_paths, open_text, write_json
+from beam_pipelines.prediction_files import (exit_status, load_json, matched_paths, open_text,
+                                             write_json)
 from model.evaluation.category_roles import MODES, OFFICIAL
 from model.evaluation.detections import read_detections
 from model.evaluation.evaluator import evaluate, format_metrics
-from model.evaluation.ground_truth import EvaluationInputError, load_ground_truth
+from model.evaluation.ground_truth import load_ground_truth
 
 IOU_TYPE_CHOICES = {"segm": ("segm",), "bbox": ("bbox",), "both": ("segm", "bbox")}
 
@@ -58,12 +59,7 @@ def run(argv: Optional[Sequence[str]] = None) -> dict:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    try:
-        run(argv)
-    except (EvaluationInputError, MissingFilesError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return exit_status(run, argv)
 
 
 if __name__ == "__main__":

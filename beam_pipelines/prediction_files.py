@@ -1,13 +1,28 @@
 """Finding and opening prediction and annotation files, local or gs://, through Beam's FileSystems."""
 import io
 import json
-from typing import Any, List, Sequence
+import sys
+from typing import Any, Callable, List, Optional, Sequence
 
 from apache_beam.io.filesystems import FileSystems
+
+from model.evaluation.ground_truth import EvaluationInputError
 
 
 class MissingFilesError(FileNotFoundError):
     """A pattern or path matched no file."""
+
+
+def exit_status(run: Callable[[Optional[Sequence[str]]], Any],
+                argv: Optional[Sequence[str]] = None) -> int:
+    """Runs a command over prediction files: 0, or 2 after one ``error: ...`` line on stderr
+    when its inputs are missing or not valid."""
+    try:
+        run(argv)
+    except (EvaluationInputError, MissingFilesError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def matched_paths(patterns: Sequence[str]) -> List[str]:

@@ -20,7 +20,7 @@ import numpy as np
 from apache_beam.io.filesystems import FileSystems
 from PIL import Image
 
-from beam_pipelines.prediction_files import MissingFilesError, load_json, matched_paths, open_text
+from beam_pipelines.prediction_files import exit_status, load_json, matched_paths, open_text
 from model.evaluation.detections import iter_prediction_objects
 from model.evaluation.ground_truth import EvaluationInputError
 from model.label_map import LabelMap
@@ -119,12 +119,7 @@ def run(argv: Optional[Sequence[str]] = None) -> List[str]:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    try:
-        run(argv)
-    except (EvaluationInputError, MissingFilesError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return exit_status(run, argv)
 
 
 if __name__ == "__main__":
