@@ -6,9 +6,9 @@ off and skipped. Along each remaining box column, the pixels between mask rows
 k and k + 1 (cell k) interpolate two values a and b. When both are clearly
 above the threshold, every pixel of the cell is on whatever float32 rounding
 does (both clearly below: off). In a cell that straddles the threshold the
-exact values a + f (b - a) are monotone in the rows' weights f, so a binary
-search finds the rows within rounding of the threshold; only those and their
-two neighbours are evaluated, with paste_masks' arithmetic. Runs change state
+exact values a + f (b - a) are monotone in the rows' weights f, so the rows
+within rounding of the threshold follow from the box's row coordinates; only
+those and their two neighbours are evaluated, with paste_masks' arithmetic. Runs change state
 where a cell's first pixel differs from the previous cell's last pixel, inside
 straddling cells, and at the box's edges; those places, over all detections of
 the image, come from a fixed number of numpy calls on the [box columns, M - 1]
@@ -133,12 +133,10 @@ COLUMNS_PER_PASS = 2048
 class _Cells:
     """What every pass over columns shares: the mask columns float32[N * M, M] (row
     b * M + j is column j of box b's mask), the rows AxisBatch, and per box and cell
-    (float/int[N, cells]) its rows, first row and summed upper weights, and
-    ``weight_sums`` (prefix sums of the rows' weights)."""
+    (float/int[N, M - 1], one cell when M = 1) its rows, first row and summed upper
+    weights, and ``weight_sums`` (prefix sums of the rows' weights)."""
     mask_columns: np.ndarray
     rows: AxisBatch
-    count: int
-    cells: int
     rows_per_cell: np.ndarray
     first_row: np.ndarray
     upper_weight: np.ndarray
@@ -169,7 +167,7 @@ def image_runs(mask_probs: np.ndarray, boxes: np.ndarray, height: int, width: in
     rows_per_cell = np.bincount(cell_key, minlength=count * cells).reshape(count, cells)
     shared = _Cells(
         mask_columns=np.ascontiguousarray(mask_probs.transpose(0, 2, 1)).reshape(-1, mask_size),
-        rows=rows, count=count, cells=cells, rows_per_cell=rows_per_cell,
+        rows=rows, rows_per_cell=rows_per_cell,
         first_row=np.cumsum(rows_per_cell, axis=1) - rows_per_cell,
         upper_weight=np.bincount(cell_key, weights=rows.fraction,
                                  minlength=count * cells).reshape(count, cells),
@@ -196,7 +194,8 @@ def _column_changes(shared: _Cells, col_box: np.ndarray, col_lower: np.ndarray,
     """One pass over box columns (grouped by box): where their states change, as
     (column index in this pass, box row), both int64[changes], and the probability sum
     of their pixels that are on, float64[N]."""
-    rows, cells, count = shared.rows, shared.cells, shared.count
+    rows = shared.rows
+    count, cells = shared.rows_per_cell.shape
     threshold, margin = shared.threshold, shared.margin
     mask_size = shared.mask_columns.shape[1]
     # The columns interpolated along x at every mask row: float32[columns, M].
@@ -306,9 +305,13 @@ def _rows_by_weight(rows: AxisBatch, box: np.ndarray, cell: np.ndarray, first_ro
     1e-12 of a band edge, a margin away from the threshold, so either side is sure.
     """
     low, scale, start = rows.low[box], rows.scale[box], rows.start[box]
+
+    def row_at(weight):  # the (fractional) box row where the coordinate is cell + weight
+        return (cell + weight + 0.5) / scale + low - 0.5 - start - first_row
+
     with np.errstate(divide="ignore", invalid="ignore"):
-        before = np.ceil((cell + below + 0.5) / scale + low - 0.5 - start) - first_row
-        through_count = np.floor((cell + through + 0.5) / scale + low - 0.5 - start) + 1 - first_row
+        before = np.ceil(row_at(below))
+        through_count = np.floor(row_at(through)) + 1
     before = np.where(below <= 0, 0, np.where(below > 1, cell_rows, before))
     through_count = np.where(through < 0, 0, np.where(through >= 1, cell_rows, through_count))
     return (np.clip(before, 0, cell_rows).astype(np.int64),
@@ -343,8 +346,8 @@ def _runs(change_col: np.ndarray, change_row: np.ndarray, rows: AxisBatch, cols:
     last_change[changed] = index[ends[changed] - 1]
     last = total - last_change
     # On runs are the ones from an even-numbered change (the first is number 0) to the next.
-    parity = np.arange(len(index)) - np.repeat(begins, changes_of_box)
-    area = (np.bincount(box, weights=np.where(parity % 2 == 1, runs, 0), minlength=count)
+    _, number = _expand(changes_of_box)
+    area = (np.bincount(box, weights=np.where(number % 2 == 1, runs, 0), minlength=count)
             + np.where(changes_of_box % 2 == 1, last, 0)).astype(np.int64)
     # Detection d's runs, its last included, sit at [bounds[d] + d, bounds[d + 1] + d].
     all_runs = np.empty(len(index) + count, np.int64)

@@ -90,5 +90,6 @@ def main() -> None:
     print(f"reference (paste_masks+encode): {reference_median * 1e3:8.2f} ({reference_min * 1e3:.2f})  "
           f"ratio {reference_median / fast_median:.1f}x ({reference_min / fast_min:.1f}x fastest)")
 
+
 if __name__ == "__main__":
     main()
