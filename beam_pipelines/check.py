@@ -13,7 +13,7 @@ detection of that category on that image whose mask IoU is > --min_iou. Prints
 category) overlays to --out_qual, and exits non-zero naming every missing mask.
 
 Detections are the predict pipeline's: the same input check, the same
-selection and the same RLE (``rle.encode_masks_with_scores``), run in-process.
+selection and the same RLE (``model.masks.rle.encode_masks_with_scores``), run in-process.
 """
 import argparse
 import dataclasses
@@ -27,7 +27,7 @@ from pycocotools import mask as coco_mask
 
 from beam_pipelines.predict_inputs import DEFAULT_MAX_PIXELS, checked_image
 from beam_pipelines.predict_outputs import select_detections
-from beam_pipelines.rle import encode_masks_with_scores
+from model.masks.rle import encode_masks_with_scores
 from beam_pipelines.saved_model_check import IMAGE_INPUT, IMAGE_SIGNATURE, ModelError, check_signature
 
 _EXPECTED_COLOUR = (0, 200, 0)

@@ -8,7 +8,7 @@ from beam_pipelines.coco_annotations import InvalidAnnotation, Instance, parse_a
 from beam_pipelines.image_files import InvalidImage, PreparedImage, prepare_image
 from model import record_schema
 from model.label_map import LabelMap
-from model.mask_png import encode_mask_png
+from model.masks.png import encode_mask_png
 
 
 @dataclasses.dataclass

@@ -23,7 +23,7 @@ from pycocotools import mask as coco_mask
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from beam_pipelines import rle  # noqa: E402
+from model.masks import paste, rle  # noqa: E402
 
 
 def detections(count: int, height: int, width: int, seed: int = 0):
@@ -44,7 +44,7 @@ def detections(count: int, height: int, width: int, seed: int = 0):
 def reference_path(probs, boxes, height, width):
     out = []
     for index in range(len(boxes)):
-        mask = rle.paste_masks(probs[index:index + 1], boxes[index:index + 1], height, width)[0]
+        mask = paste.paste_masks(probs[index:index + 1], boxes[index:index + 1], height, width)[0]
         encoded = coco_mask.encode(np.asfortranarray(mask))
         out.append({"size": [height, width], "counts": encoded["counts"].decode("ascii")})
     return out

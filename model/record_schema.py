@@ -8,7 +8,7 @@ other way round. Conventions:
 * ``image/object/bbox/*``: box corners normalised to [0, 1] by image width/height.
 * ``image/object/class/label``: model classes 1..N (0 is background); the label map
   written next to the records maps them back to dataset category ids.
-* ``image/object/mask``: one PNG per instance (see ``model.mask_png``).
+* ``image/object/mask``: one PNG per instance (see ``model.masks.png``).
 * ``image/object/attributes/labels``: one bytes value holding
   ``bool[num_objects, num_attributes]`` row-major, where ``num_attributes`` is the
   largest attribute id + 1 (341 for Fashionpedia 2020). It is not stored in the

@@ -10,7 +10,7 @@ from PIL import Image
 from pycocotools import mask as coco_mask
 
 from beam_pipelines.image_ids import image_id_from_path
-from beam_pipelines.rle import paste_masks
+from model.masks.paste import paste_masks
 from model.synthetic.generate import SyntheticConfig, generate_split
 from tests.conftest import FIXTURES
 from tests.prediction_helpers import (check_detections, coco_ground_truth, image_sizes,

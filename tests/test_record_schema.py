@@ -4,7 +4,7 @@ import tensorflow as tf
 
 from model import record_schema
 from model.label_map import LabelMap, LabelMapError
-from model.mask_png import decode_mask_png, encode_mask_png
+from model.masks.png import decode_mask_png, encode_mask_png
 
 
 def _jpeg(height, width):

@@ -3,9 +3,10 @@ import numpy as np
 import pytest
 from pycocotools import mask as coco_mask
 
-from beam_pipelines.rle import (EncodeMasksRle, axis_samples, encode_masks_rle,
-                                encode_masks_with_scores, paste_masks)
-from beam_pipelines.rle_runs import extent, extents
+from beam_pipelines.rle import EncodeMasksRle
+from model.masks.paste import axis_samples, paste_masks
+from model.masks.rle import encode_masks_rle, encode_masks_with_scores
+from model.masks.runs import _band_weights, extent, extents
 
 
 def _reference_rles(mask_probs, boxes, height, width, threshold=0.5):
@@ -194,3 +195,13 @@ def test_bad_shapes_are_rejected():
         encode_masks_rle(np.zeros((2, 28, 14)), np.zeros((2, 4)), 5, 5)
     with pytest.raises(ValueError, match="boxes"):
         encode_masks_rle(np.zeros((2, 28, 28)), np.zeros((3, 4)), 5, 5)
+
+
+def test_band_weights_bracket_the_threshold_crossing():
+    low = np.array([0.4, 0.6, 0.5, 0.0])
+    slope = np.array([0.2, -0.2, 0.0, 1e-3])
+    band_from, band_to = _band_weights(low, slope, 0.5, 0.01)
+    # Crossing at weight 0.5 either way, half width 0.01 / 0.2; flat cells are band
+    # whole; far crossings clip to [-1, 2].
+    np.testing.assert_allclose(band_from, [0.45, 0.45, -1.0, 2.0])
+    np.testing.assert_allclose(band_to, [0.55, 0.55, 2.0, 2.0])

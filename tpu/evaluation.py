@@ -14,12 +14,12 @@ from typing import Dict, Iterable, List, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
-from beam_pipelines import rle
 from model.evaluation import evaluator
 from model.evaluation.category_roles import OFFICIAL
 from model.evaluation.ground_truth import load_ground_truth
 from model.evaluation.matched_attribute_f1 import matched_attribute_f1
 from model.label_map import LabelMap
+from model.masks import rle
 from tpu.input_fn import PADDING_SOURCE_ID
 
 
@@ -27,7 +27,7 @@ def to_coco_results(predictions: Iterable[Dict[str, np.ndarray]], label_map: Lab
                     attribute_threshold: float = 0.5) -> Tuple[List[dict], List[int]]:
     """Per-image estimator predictions -> (COCO result dicts in original pixels, the ids of
     every image predicted, with or without detections). Masks are pasted and encoded by
-    the same code as predict's (``beam_pipelines.rle``)."""
+    the same code as predict's (``model.masks.rle``)."""
     results, image_ids = [], []
     defined = np.zeros([label_map.num_attributes], bool)
     defined[[attribute.id for attribute in label_map.attributes]] = True

@@ -1,6 +1,6 @@
 """COCO run lengths of all the box masks of one image at once, without pixel-sized arrays.
 
-The pixel convention is ``rle.paste_masks``'; this module reproduces its bits.
+The pixel convention is ``model.masks.paste.paste_masks``'; this module reproduces its bits.
 Box columns whose two neighbouring mask columns stay below the threshold are
 off and skipped. Along each remaining box column, the pixels between mask rows
 k and k + 1 (cell k) interpolate two values a and b. When both are clearly
@@ -32,7 +32,7 @@ class AxisBatch:
     ``low`` (its first edge, pixels) and ``scale`` (mask cells per pixel), float64[N];
     per sample (the pixels inside, box after box; box b's begin at ``offset[b]``):
     ``owner`` (its box), the mask cells ``lower``/``upper`` and ``fraction`` (float32)
-    of its bilinear weights, as ``rle.axis_samples`` defines them."""
+    of its bilinear weights, as ``paste.axis_samples`` defines them."""
     start: np.ndarray
     length: np.ndarray
     low: np.ndarray
@@ -98,7 +98,7 @@ def axis_batch(lows: np.ndarray, highs: np.ndarray, size: int, mask_size: int) -
     np.divide(mask_size, highs - lows, out=scale, where=length > 0)
     offset = np.concatenate([[0], np.cumsum(length)])
     owner = np.repeat(np.arange(len(length)), length)
-    # The same float64 operations, in the same order, as rle.axis_samples.
+    # The same float64 operations, in the same order, as paste.axis_samples.
     coordinates = (start[owner] + np.arange(len(owner)) - offset[owner]) + 0.5
     coordinates -= lows[owner]
     coordinates *= scale[owner]
@@ -193,12 +193,39 @@ def _column_changes(shared: _Cells, col_box: np.ndarray, col_lower: np.ndarray,
                     ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One pass over box columns (grouped by box): where their states change, as
     (column index in this pass, box row), both int64[changes], and the probability sum
-    of their pixels that are on, float64[N]."""
-    rows = shared.rows
-    count, cells = shared.rows_per_cell.shape
+    of their pixels that are on, float64[N].
+
+    Three steps: the sure cells (on or off whole), the straddling band (the rows of the
+    other cells evaluated pixel by pixel) and the change points of both."""
+    sure = _sure_cells(shared, col_box, col_lower, col_upper, col_fraction)
+    band = _straddling_band(shared, col_box, sure)
+    probability_sum = _sure_cells_sum(shared, col_box, sure) + band.hit_sum + band.run_sum
+    change_col, change_row = _change_points(shared, col_box, sure, band)
+    return change_col, change_row, probability_sum
+
+
+@dataclasses.dataclass(frozen=True)
+class _SureCells:
+    """A pass's box columns interpolated along x at every mask row (``at_rows``,
+    float32[columns, M]) and, per column and cell (float32/bool[columns, cells]), the
+    values at the cell's two mask rows (``first``, ``second``), whether the cell is on
+    whole (``surely_on``) and whether it straddles the threshold (``unsure``). Cells
+    neither on nor straddling are off whole, as are cells without rows."""
+    at_rows: np.ndarray
+    first: np.ndarray
+    second: np.ndarray
+    surely_on: np.ndarray
+    unsure: np.ndarray
+
+
+def _sure_cells(shared: _Cells, col_box: np.ndarray, col_lower: np.ndarray,
+                col_upper: np.ndarray, col_fraction: np.ndarray) -> _SureCells:
+    """Step 1: which cells of the columns (box, mask columns lower/upper and float32
+    weight, per column) are on or off whatever float32 rounding does (both values a
+    margin above, or below, the threshold) and which straddle it."""
+    cells = shared.rows_per_cell.shape[1]
     threshold, margin = shared.threshold, shared.margin
     mask_size = shared.mask_columns.shape[1]
-    # The columns interpolated along x at every mask row: float32[columns, M].
     at_rows = ((1 - col_fraction)[:, None] * shared.mask_columns[col_box * mask_size + col_lower]
                + col_fraction[:, None] * shared.mask_columns[col_box * mask_size + col_upper])
     first = at_rows[:, :cells]
@@ -210,43 +237,84 @@ def _column_changes(shared: _Cells, col_box: np.ndarray, col_lower: np.ndarray,
         present = (shared.rows_per_cell > 0)[col_box]
         surely_on &= present
         unsure &= present
+    return _SureCells(at_rows, first, second, surely_on, unsure)
 
-    # Sure cells that are on: their probability sum in closed form, summing the columns
-    # of each box first (every column of a box has the same rows per cell).
+
+def _sure_cells_sum(shared: _Cells, col_box: np.ndarray, sure: _SureCells) -> np.ndarray:
+    """The probability sum (float64[N]) of the sure cells that are on, in closed form,
+    summing the columns of each box first (every column of a box has the same rows per
+    cell)."""
+    count = shared.rows_per_cell.shape[0]
     starts = np.flatnonzero(np.concatenate([[True], col_box[1:] != col_box[:-1]]))
     start_box = col_box[starts]
-    on_first = np.add.reduceat(first * surely_on, starts, axis=0)
-    on_second = np.add.reduceat(second * surely_on, starts, axis=0)
+    on_first = np.add.reduceat(sure.first * sure.surely_on, starts, axis=0)
+    on_second = np.add.reduceat(sure.second * sure.surely_on, starts, axis=0)
     upper_weight = shared.upper_weight[start_box]
-    probability_sum = np.bincount(start_box, minlength=count, weights=(
+    return np.bincount(start_box, minlength=count, weights=(
         on_first * (shared.rows_per_cell[start_box] - upper_weight)
         + on_second * upper_weight).sum(axis=1))
 
-    # Straddling cells. Along a box column a cell's exact values a + f (b - a) are
-    # monotone in the rows' weights f, so its rows split into a sure run before the
-    # threshold, a band within the margin of it and a sure run after. Only the band and
-    # the rows next to it (which carry the cell's first and last state) are evaluated,
-    # with paste_masks' arithmetic, value by value.
-    unsure_flat = np.flatnonzero(unsure)
+
+@dataclasses.dataclass(frozen=True)
+class _Band:
+    """A pass's straddling cells and the pixels evaluated in them.
+
+    Per straddling cell (int64[cells']): ``flat`` (its index in the flattened
+    [columns, cells] grid) and ``pixel_start``/``pixels`` (its evaluated pixels' range).
+    Per evaluated pixel, cell after cell (int64/bool[pixels']): ``item`` (its cell),
+    ``col`` (column in the pass), ``row`` (box row) and ``hits`` (on). Per box
+    (float64[N]): ``hit_sum``, the probability sum of the evaluated pixels that are on,
+    and ``run_sum``, that of the cells' other rows that are on."""
+    flat: np.ndarray
+    pixel_start: np.ndarray
+    pixels: np.ndarray
+    item: np.ndarray
+    col: np.ndarray
+    row: np.ndarray
+    hits: np.ndarray
+    hit_sum: np.ndarray
+    run_sum: np.ndarray
+
+
+def _band_weights(low: np.ndarray, slope: np.ndarray, threshold: float, margin: float
+                  ) -> Tuple[np.ndarray, np.ndarray]:
+    """The weights f (float64, clipped to [-1, 2]) from and to which ``low + f * slope``
+    lies within ``margin`` of ``threshold``, per cell; [-1, 2] where ``slope`` is 0 (the
+    whole cell is within the margin)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        crossing = (threshold - low) / slope
+        half_width = margin / np.abs(slope)
+        band_from = np.clip(crossing - half_width, -1.0, 2.0)
+        band_to = np.clip(crossing + half_width, -1.0, 2.0)
+    flat = slope == 0
+    band_from[flat], band_to[flat] = -1.0, 2.0
+    return band_from, band_to
+
+
+def _straddling_band(shared: _Cells, col_box: np.ndarray, sure: _SureCells) -> _Band:
+    """Step 2: the straddling cells' pixels.
+
+    Along a box column a cell's exact values a + f (b - a) are monotone in the rows'
+    weights f, so its rows split into a sure run before the threshold, a band within the
+    margin of it and a sure run after. Only the band and the rows next to it (which carry
+    the cell's first and last state) are evaluated, with paste_masks' arithmetic, value
+    by value; the sure run on the threshold's upper side is summed in closed form."""
+    rows = shared.rows
+    count, cells = shared.rows_per_cell.shape
+    mask_size = shared.mask_columns.shape[1]
+    unsure_flat = np.flatnonzero(sure.unsure)
     unsure_col = unsure_flat // cells
     unsure_cell = unsure_flat - unsure_col * cells
     cell_box = col_box[unsure_col]
     box_cell = cell_box * cells + unsure_cell
     cell_rows = shared.rows_per_cell.ravel()[box_cell]
     cell_row0 = shared.first_row.ravel()[box_cell]
-    flat_rows = at_rows.ravel()
+    flat_rows = sure.at_rows.ravel()
     at_index = unsure_col * mask_size + unsure_cell
     low = flat_rows[at_index].astype(np.float64)
     slope = flat_rows[at_index + (mask_size > 1)] - low
     rising = slope > 0
-    # The band: weights f with |low + f * slope - threshold| <= margin.
-    with np.errstate(divide="ignore", invalid="ignore"):
-        crossing = (threshold - low) / slope
-        half_width = margin / np.abs(slope)
-        band_from = np.clip(crossing - half_width, -1.0, 2.0)
-        band_to = np.clip(crossing + half_width, -1.0, 2.0)
-    flat = slope == 0  # the whole cell is within the margin
-    band_from[flat], band_to[flat] = -1.0, 2.0
+    band_from, band_to = _band_weights(low, slope, shared.threshold, shared.margin)
     cell_begin = rows.offset[cell_box] + cell_row0
     before_band, through_band = _rows_by_weight(rows, cell_box, unsure_cell, cell_row0,
                                                 cell_rows, band_from, band_to)
@@ -262,33 +330,16 @@ def _column_changes(shared: _Cells, col_box: np.ndarray, col_lower: np.ndarray,
     fraction = rows.fraction[sample]
     values = ((1 - fraction) * flat_rows[pixel_col * mask_size + rows.lower[sample]]
               + fraction * flat_rows[pixel_col * mask_size + rows.upper[sample]])
-    hits = values > threshold
-    probability_sum += np.bincount(pixel_box, weights=np.where(hits, values, 0.0),
-                                   minlength=count)
+    hits = values > shared.threshold
+    hit_sum = np.bincount(pixel_box, weights=np.where(hits, values, 0.0), minlength=count)
     # The sure rows outside the evaluated ones that are on: after a rise, before a fall.
     on_begin = np.where(rising, cell_begin + exact_to, cell_begin)
     on_rows = np.where(rising, cell_rows - exact_to, exact_from)
-    probability_sum += np.bincount(cell_box, minlength=count, weights=on_rows * low + slope * (
+    run_sum = np.bincount(cell_box, minlength=count, weights=on_rows * low + slope * (
         shared.weight_sums[on_begin + on_rows] - shared.weight_sums[on_begin]))
-
-    # Where the state changes: at cell starts, inside straddling cells, at column ends.
-    pixel_start = np.cumsum(exact_rows) - exact_rows
-    first_state, last_state = surely_on.copy(), surely_on  # surely_on is not used below
-    first_state.ravel()[unsure_flat] = hits[pixel_start]
-    last_state.ravel()[unsure_flat] = hits[pixel_start + exact_rows - 1]
-    edges = np.empty_like(first_state)
-    edges[:, 0] = first_state[:, 0]
-    np.not_equal(first_state[:, 1:], last_state[:, :-1], out=edges[:, 1:])
-    edge_flat = np.flatnonzero(edges)
-    edge_col = edge_flat // cells
-    edge_cell = edge_flat - edge_col * cells
-    inside = np.flatnonzero(hits[1:] != hits[:-1]) + 1
-    inside = inside[item[inside] == item[inside - 1]]
-    end_col = np.flatnonzero(last_state[:, -1])
-    change_col = np.concatenate([edge_col, pixel_col[inside], end_col])
-    change_row = np.concatenate([shared.first_row[col_box[edge_col], edge_cell],
-                                 pixel_row[inside], rows.length[col_box[end_col]]])
-    return change_col, change_row, probability_sum
+    return _Band(flat=unsure_flat, pixel_start=np.cumsum(exact_rows) - exact_rows,
+                 pixels=exact_rows, item=item, col=pixel_col, row=pixel_row, hits=hits,
+                 hit_sum=hit_sum, run_sum=run_sum)
 
 
 def _rows_by_weight(rows: AxisBatch, box: np.ndarray, cell: np.ndarray, first_row: np.ndarray,
@@ -316,6 +367,30 @@ def _rows_by_weight(rows: AxisBatch, box: np.ndarray, cell: np.ndarray, first_ro
     through_count = np.where(through < 0, 0, np.where(through >= 1, cell_rows, through_count))
     return (np.clip(before, 0, cell_rows).astype(np.int64),
             np.clip(through_count, 0, cell_rows).astype(np.int64))
+
+
+def _change_points(shared: _Cells, col_box: np.ndarray, sure: _SureCells, band: _Band
+                   ) -> Tuple[np.ndarray, np.ndarray]:
+    """Step 3: where the state changes, as (column in the pass, box row), int64 each: at
+    cell starts that differ from the previous cell's end, inside straddling cells and at
+    column ends that are on."""
+    cells = shared.rows_per_cell.shape[1]
+    first_state, last_state = sure.surely_on.copy(), sure.surely_on.copy()
+    first_state.ravel()[band.flat] = band.hits[band.pixel_start]
+    last_state.ravel()[band.flat] = band.hits[band.pixel_start + band.pixels - 1]
+    edges = np.empty_like(first_state)
+    edges[:, 0] = first_state[:, 0]
+    np.not_equal(first_state[:, 1:], last_state[:, :-1], out=edges[:, 1:])
+    edge_flat = np.flatnonzero(edges)
+    edge_col = edge_flat // cells
+    edge_cell = edge_flat - edge_col * cells
+    inside = np.flatnonzero(band.hits[1:] != band.hits[:-1]) + 1
+    inside = inside[band.item[inside] == band.item[inside - 1]]
+    end_col = np.flatnonzero(last_state[:, -1])
+    change_col = np.concatenate([edge_col, band.col[inside], end_col])
+    change_row = np.concatenate([shared.first_row[col_box[edge_col], edge_cell],
+                                 band.row[inside], shared.rows.length[col_box[end_col]]])
+    return change_col, change_row
 
 
 def _runs(change_col: np.ndarray, change_row: np.ndarray, rows: AxisBatch, cols: AxisBatch,
