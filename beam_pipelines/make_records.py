@@ -28,6 +28,7 @@ from beam_pipelines.coco_scan import (ELEMENTS_PER_RANGE, AnnotationFileError, A
                                       scan_annotations)
 from beam_pipelines.pipeline_metrics import counter_values, summary_line
 from beam_pipelines.runner_choice import create_pipeline
+from model.dataset import record_files
 
 SUMMARY_COUNTERS = ("images_read", "images_written", "images_failed",
                     "annotations_written", "annotations_skipped")
@@ -126,7 +127,7 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -
     with_annotations = args.object_annotations_file is not None
     if with_annotations:
         summary = scan_annotations(args.object_annotations_file, args.json_elements_per_range)
-        labels_path = args.output_file_prefix + "-labels.json"
+        labels_path = record_files.labels_file(args.output_file_prefix)
         _write_text(labels_path, summary.label_map.dumps())
         logging.info("annotation file: %d images, %d annotations in %d ranges; label map -> %s",
                      summary.num_images, summary.num_annotations, len(summary.ranges), labels_path)

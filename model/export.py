@@ -20,12 +20,11 @@ import tensorflow as tf
 
 from model.config import load_config
 from model.config.schema import ModelConfig
+from model.dataset import record_files
 from model.label_map import Attribute, Category, LabelMap
 from model.modeling.maskrcnn import AttributeMaskRCNN
 from model.serving import ServingModule
 from model.variable_names import below_model_scope
-
-LABELS_FILE = "labels.json"
 
 
 def identity_label_map(config: ModelConfig) -> LabelMap:
@@ -35,24 +34,18 @@ def identity_label_map(config: ModelConfig) -> LabelMap:
 
 
 def resolve_label_map(config: ModelConfig, labels: Optional[str],
-                      checkpoint: Optional[str]) -> Tuple[LabelMap, str]:
-    """(label map, where it came from)."""
-    candidates = [labels] if labels else []
-    if checkpoint:
-        candidates.append(os.path.join(os.path.dirname(checkpoint), LABELS_FILE))
-    for path in candidates:
-        if tf.io.gfile.exists(path):
-            with tf.io.gfile.GFile(path) as stream:
-                label_map = LabelMap.loads(stream.read())
-            if label_map.num_classes != config.num_classes:
-                raise ValueError(f"{path} has {label_map.num_classes} classes (with background), "
-                                 f"the model {config.num_classes}")
-            if label_map.num_attributes != config.num_attributes:
-                raise ValueError(f"{path} has {label_map.num_attributes} attribute slots, "
-                                 f"the model {config.num_attributes}")
-            return label_map, path
-        if path == labels:
+                      checkpoint_dir: Optional[str]) -> Tuple[LabelMap, str]:
+    """(label map, where it came from): ``labels`` (must exist), else ``LABELS_FILE`` in
+    ``checkpoint_dir`` ("" is the working directory) when there is one, else the identity.
+    A label map read from a file is checked against the config (``record_files``)."""
+    if labels:
+        if not tf.io.gfile.exists(labels):
             raise FileNotFoundError(f"--labels {labels} does not exist")
+        return record_files.read_label_map(labels, config), labels
+    if checkpoint_dir is not None:
+        beside = os.path.join(checkpoint_dir, record_files.LABELS_FILE)
+        if tf.io.gfile.exists(beside):
+            return record_files.read_label_map(beside, config), beside
     return identity_label_map(config), "identity"
 
 
@@ -76,7 +69,8 @@ def restore_by_name(model: tf.keras.Model, checkpoint: str) -> None:
 
 def export(config: ModelConfig, image_size: int, output: str, checkpoint: Optional[str] = None,
            labels: Optional[str] = None) -> str:
-    label_map, source = resolve_label_map(config, labels, checkpoint)
+    label_map, source = resolve_label_map(config, labels,
+                                          os.path.dirname(checkpoint) if checkpoint else None)
     logging.info("label map: %s", source)
     model = AttributeMaskRCNN(config, image_size)
     model(tf.zeros([1, image_size, image_size, 3]),
@@ -85,7 +79,7 @@ def export(config: ModelConfig, image_size: int, output: str, checkpoint: Option
     if checkpoint:
         restore_by_name(model, checkpoint)
     with tempfile.TemporaryDirectory() as staging:
-        labels_path = os.path.join(staging, LABELS_FILE)
+        labels_path = os.path.join(staging, record_files.LABELS_FILE)
         with open(labels_path, "w") as stream:
             stream.write(label_map.dumps())
         module = ServingModule(model, label_map, image_size, labels_path)

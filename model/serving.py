@@ -20,6 +20,7 @@ from model.data import augment
 from model.data.parser import IMAGENET_MEAN, IMAGENET_STD
 from model.label_map import LabelMap
 from model.modeling.maskrcnn import AttributeMaskRCNN
+from model.outputs import to_dataset_space
 
 
 def preprocess(encoded: tf.Tensor, image_size: int):
@@ -45,14 +46,7 @@ class ServingModule(tf.Module):
         self._holder = _Untracked(model)
         self.model_variables = list(model.variables)
         self._image_size = image_size
-        # Model class c (1..N-1) -> dataset category id; slot 0 (no detection) -> -1.
-        self._category_ids = tf.constant([-1] + [c.id for c in label_map.categories], tf.int32)
-        # Attribute slots that are no attribute of the dataset (ids are not contiguous)
-        # always report probability 0, so no consumer can name an undefined attribute.
-        defined = {attribute.id for attribute in label_map.attributes}
-        self._attribute_slots = tf.constant(
-            [1.0 if slot in defined else 0.0 for slot in range(label_map.num_attributes)],
-            tf.float32)
+        self._label_map = label_map
         self.label_map_asset = tf.saved_model.Asset(label_map_path)
 
     def _detect(self, encoded: tf.Tensor) -> Dict[str, tf.Tensor]:
@@ -61,22 +55,16 @@ class ServingModule(tf.Module):
             fn_output_signature=(tf.TensorSpec([self._image_size, self._image_size, 3], tf.float32),
                                  tf.TensorSpec([4, 2], tf.float32)))
         detections = self._holder.model(images, image_info, training=False)["detections"]
-        scale = tf.tile(image_info[:, 2, :], [1, 2])[:, tf.newaxis, :]
-        offset = tf.tile(image_info[:, 3, :], [1, 2])[:, tf.newaxis, :]
-        original = tf.tile(image_info[:, 0, :], [1, 2])[:, tf.newaxis, :]
-        boxes = tf.clip_by_value((detections["boxes"] + offset) / scale, 0.0, original)
-        valid = detections["scores"] > 0.0
-        attributes = detections.get("attribute_probabilities")
-        if attributes is None:
-            attributes = tf.zeros(tf.concat([tf.shape(detections["scores"]), [0]], 0))
-        else:
-            attributes = attributes * self._attribute_slots
+        outputs = to_dataset_space(detections, image_info, self._label_map)
+        attributes = outputs.get("attribute_probabilities")
+        if attributes is None:  # no attribute head: the signature still has the output
+            attributes = tf.zeros(tf.concat([tf.shape(outputs["scores"]), [0]], 0))
         return {
-            "num_detections": detections["num_detections"],
-            "detection_boxes": tf.where(valid[..., tf.newaxis], boxes, 0.0),
-            "detection_classes": tf.gather(self._category_ids, detections["classes"]),
-            "detection_scores": detections["scores"],
-            "detection_masks": detections["mask_probabilities"],
+            "num_detections": outputs["num_detections"],
+            "detection_boxes": outputs["boxes"],
+            "detection_classes": outputs["category_ids"],
+            "detection_scores": outputs["scores"],
+            "detection_masks": outputs["mask_probabilities"],
             "detection_attributes": attributes,
             "image_info": image_info,
         }

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 
+from model.dataset.record_files import labels_file_for
 from model.synthetic.generate import SyntheticConfig, generate_split
 from model.evaluation.matched_attribute_f1 import set_f1
 from tpu import evaluation
-from tpu.model_dir import labels_file_for
 from tpu.schedule import learning_rate_at
 
 

@@ -11,6 +11,7 @@ from typing import List, Optional
 import tensorflow as tf
 
 from model.config import ExperimentConfig, to_yaml
+from model.label_map import LabelMap
 from tpu.model_fn import build_model_fn
 
 
@@ -40,7 +41,9 @@ def per_replica_batch(config: ExperimentConfig, cluster: ClusterSettings) -> int
 
 
 def build_estimator(config: ExperimentConfig, model_dir: str, cluster: ClusterSettings,
-                    init_checkpoint: Optional[str] = None, skip_variables_regex: str = ""):
+                    init_checkpoint: Optional[str] = None, skip_variables_regex: str = "",
+                    label_map: Optional[LabelMap] = None):
+    """The TPUEstimator of the experiment; ``label_map`` (the dataset's) for predictions."""
     per_replica_batch(config, cluster)
     resolver = None
     if cluster.use_tpu:
@@ -58,7 +61,7 @@ def build_estimator(config: ExperimentConfig, model_dir: str, cluster: ClusterSe
             per_host_input_for_training=(
                 tf.compat.v1.estimator.tpu.InputPipelineConfig.PER_HOST_V2)))
     model_fn = build_model_fn(config, model_dir, cluster.use_tpu, init_checkpoint,
-                              skip_variables_regex)
+                              skip_variables_regex, label_map=label_map)
     return tf.compat.v1.estimator.tpu.TPUEstimator(
         model_fn=model_fn, use_tpu=cluster.use_tpu, config=run_config,
         train_batch_size=config.train.batch_size,

@@ -18,19 +18,18 @@ from model.evaluation import evaluator
 from model.evaluation.category_roles import OFFICIAL
 from model.evaluation.ground_truth import load_ground_truth
 from model.evaluation.matched_attribute_f1 import matched_attribute_f1
-from model.label_map import LabelMap
 from model.masks import rle
 from tpu.input_fn import PADDING_SOURCE_ID
 
 
-def to_coco_results(predictions: Iterable[Dict[str, np.ndarray]], label_map: LabelMap,
+def to_coco_results(predictions: Iterable[Dict[str, np.ndarray]],
                     attribute_threshold: float = 0.5) -> Tuple[List[dict], List[int]]:
-    """Per-image estimator predictions -> (COCO result dicts in original pixels, the ids of
-    every image predicted, with or without detections). Masks are pasted and encoded by
-    the same code as predict's (``model.masks.rle``)."""
+    """Per-image estimator predictions, already in dataset space (``tpu.model_fn``:
+    boxes in original pixels, dataset category ids, attribute probabilities 0 outside the
+    label map's attributes) -> (COCO result dicts, the ids of every image predicted, with or
+    without detections). Masks are pasted and encoded by the same code as predict's
+    (``model.masks.rle``)."""
     results, image_ids = [], []
-    defined = np.zeros([label_map.num_attributes], bool)
-    defined[[attribute.id for attribute in label_map.attributes]] = True
     for image in predictions:
         image_id = int(image["source_id"])
         if image_id == PADDING_SOURCE_ID:
@@ -38,12 +37,8 @@ def to_coco_results(predictions: Iterable[Dict[str, np.ndarray]], label_map: Lab
         image_ids.append(image_id)
         info = image["image_info"]
         height, width = int(round(info[0][0])), int(round(info[0][1]))
-        scale = np.tile(info[2], 2)
-        offset = np.tile(info[3], 2)
-        original = np.array([height, width, height, width], np.float32)
         count = int(image["num_detections"])
-        boxes = np.clip((image["boxes"][:count] + offset) / scale, 0, original)
-        xyxy = boxes[:, [1, 0, 3, 2]]
+        xyxy = image["boxes"][:count][:, [1, 0, 3, 2]]
         masks = rle.encode_masks_with_scores(image["mask_probabilities"][:count], xyxy, height,
                                              width)
         for index, encoded in enumerate(masks):
@@ -52,16 +47,23 @@ def to_coco_results(predictions: Iterable[Dict[str, np.ndarray]], label_map: Lab
             xmin, ymin, xmax, ymax = (float(v) for v in xyxy[index])
             result = {
                 "image_id": image_id,
-                "category_id": label_map.category_for_class(int(image["classes"][index])).id,
+                "category_id": int(image["category_ids"][index]),
                 "bbox": [xmin, ymin, xmax - xmin, ymax - ymin],
                 "score": float(image["scores"][index]),
                 "segmentation": encoded.rle,
             }
             if "attribute_probabilities" in image:
-                present = image["attribute_probabilities"][index] >= attribute_threshold
-                result["attribute_ids"] = [int(i) for i in np.flatnonzero(present & defined)]
+                result["attribute_ids"] = present_attributes(
+                    image["attribute_probabilities"][index], attribute_threshold)
             results.append(result)
     return results, image_ids
+
+
+def present_attributes(probabilities: np.ndarray, threshold: float) -> List[int]:
+    """Attribute ids whose probability (float [T]) is at least ``threshold``; a probability of
+    0 (the slots that are no attribute of the label map among them) is never present."""
+    present = (probabilities >= threshold) & (probabilities > 0)
+    return [int(i) for i in np.flatnonzero(present)]
 
 
 def _subset(dataset: dict, image_ids: Sequence[int]) -> dict:

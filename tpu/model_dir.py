@@ -8,8 +8,9 @@
   ``model.static_ops_for_tpu``) is refused, naming the differing keys: the
   checkpoints there belong to the saved config.
 - ``labels.json``: the label map make_records wrote next to the training
-  records (``PREFIX-labels.json``), so exports from any checkpoint here map
-  model classes back to the dataset's category and attribute ids.
+  records (``PREFIX-labels.json``; names in ``model.dataset.record_files``), so
+  exports and evaluations of any checkpoint here map model classes back to the
+  dataset's category and attribute ids.
 """
 import os
 import re
@@ -19,15 +20,13 @@ import tensorflow as tf
 import yaml
 
 from model.config import ExperimentConfig, loads_config, to_yaml
-from model.export import LABELS_FILE
+from model.dataset import record_files
 from model.label_map import LabelMap
 
 CONFIG_FILE = "config.yaml"
 RESTARTABLE_KEYS = (re.compile(r"^train\.total_steps$"), re.compile(r"^eval\."),
                     re.compile(r"^model\.postprocess\."),
                     re.compile(r"^model\.(bfloat16|static_ops_for_tpu)$"))
-# make_records' shard names: group 1 the prefix, group 2 the shard total.
-SHARD_NAME = re.compile(r"^(.*)-\d{5}-of-(\d{5})\.tfrecord(\.gz)?$")
 
 
 class ModelDirError(ValueError):
@@ -80,31 +79,12 @@ def save_or_check_config(model_dir: str, config: ExperimentConfig) -> Optional[s
     return note
 
 
-def labels_file_for(train_file_pattern: str) -> Optional[str]:
-    """``PREFIX-labels.json`` of the records matching the pattern, when it exists."""
-    files = sorted(tf.io.gfile.glob(train_file_pattern))
-    for name in files:
-        match = SHARD_NAME.match(name)
-        if match:
-            candidate = match.group(1) + "-labels.json"
-            if tf.io.gfile.exists(candidate):
-                return candidate
-    return None
-
-
 def copy_label_map(source: str, model_dir: str, config: ExperimentConfig) -> LabelMap:
-    """Checks the label map against the model's class and attribute counts and copies it."""
-    with tf.io.gfile.GFile(source) as stream:
-        text = stream.read()
-    label_map = LabelMap.loads(text)
-    model = config.model
-    if label_map.num_classes != model.num_classes:
-        raise ModelDirError(f"{source} has {label_map.num_classes} classes with background; the "
-                            f"config has model.num_classes={model.num_classes}")
-    if model.num_attributes and label_map.num_attributes != model.num_attributes:
-        raise ModelDirError(f"{source} has {label_map.num_attributes} attribute slots; the config "
-                            f"has model.num_attributes={model.num_attributes}")
-    target = os.path.join(model_dir, LABELS_FILE)
+    """Checks the label map against the model's class and attribute counts
+    (``record_files.check_label_map``) and copies it to model_dir, or checks that the copy
+    already there is the same label map. Raises LabelMapMismatch or ModelDirError."""
+    label_map = record_files.read_label_map(source, config.model)
+    target = os.path.join(model_dir, record_files.LABELS_FILE)
     if tf.io.gfile.exists(target):
         with tf.io.gfile.GFile(target) as stream:
             if LabelMap.loads(stream.read()) != label_map:
@@ -112,6 +92,5 @@ def copy_label_map(source: str, model_dir: str, config: ExperimentConfig) -> Lab
                                     "label map than the ones this model_dir was trained on")
         return label_map
     tf.io.gfile.makedirs(model_dir)
-    with tf.io.gfile.GFile(target, "w") as stream:
-        stream.write(text)
+    tf.io.gfile.copy(source, target)
     return label_map

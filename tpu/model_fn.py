@@ -2,16 +2,19 @@
 
 Features (from ``tpu.input_fn``): images float32 [B, S, S, 3], image_info float32
 [B, 4, 2], source_id int64 [B] (eval/predict only). Labels (training): the
-parser's padded ground truth. Predictions: the model's detections in output
-pixels plus image_info and source_id, one row per image.
+parser's padded ground truth. Predictions: the detections in dataset space
+(original pixels, dataset category ids; ``model.outputs``) plus image_info and
+source_id, one row per image.
 """
 from typing import Dict, Optional
 
 import tensorflow as tf
 
 from model.config.schema import ExperimentConfig
+from model.label_map import LabelMap
 from model.maskrcnn_losses import total_losses
 from model.modeling.maskrcnn import AttributeMaskRCNN
+from model.outputs import to_dataset_space
 from tpu import warm_start
 from tpu.schedule import learning_rate_for
 
@@ -20,14 +23,15 @@ TPUEstimatorSpec = tf.compat.v1.estimator.tpu.TPUEstimatorSpec
 
 def build_model_fn(config: ExperimentConfig, model_dir: str, use_tpu: bool,
                    init_checkpoint: Optional[str] = None, skip_variables_regex: str = "",
-                   summary_every_steps: int = 10):
-    """A model_fn(features, labels, mode, params) closed over the experiment."""
+                   summary_every_steps: int = 10, label_map: Optional[LabelMap] = None):
+    """A model_fn(features, labels, mode, params) closed over the experiment; predict mode
+    needs the dataset's ``label_map``."""
 
     def model_fn(features, labels, mode, params):
         del params  # the batch size is fixed by the input; nothing else is read from it
         model = AttributeMaskRCNN(config.model, config.input.image_size)
         if mode == tf.estimator.ModeKeys.PREDICT:
-            return _predict_spec(model, features)
+            return _predict_spec(model, features, label_map)
         if mode != tf.estimator.ModeKeys.TRAIN:
             raise ValueError("evaluation runs through predictions (tpu.evaluation), not EVAL mode")
         outputs = model(features["images"], features["image_info"], labels, training=True)
@@ -85,17 +89,16 @@ def _summaries(model_dir: str, terms: Dict[str, tf.Tensor], learning_rate: tf.Te
     return write, tensors
 
 
-def _predict_spec(model, features) -> TPUEstimatorSpec:
+def _predict_spec(model, features, label_map: Optional[LabelMap]) -> TPUEstimatorSpec:
+    """Predictions in dataset space (``model.outputs.to_dataset_space``), one row per image:
+    source_id, image_info, num_detections, boxes (original pixels), category_ids, scores,
+    mask_probabilities and, with an attribute head, attribute_probabilities."""
+    if label_map is None:
+        raise ValueError("predictions name dataset categories: build_model_fn needs the label map")
     detections = model(features["images"], features["image_info"], training=False)["detections"]
     predictions = {
         "source_id": features["source_id"],
         "image_info": features["image_info"],
-        "num_detections": detections["num_detections"],
-        "boxes": detections["boxes"],
-        "classes": detections["classes"],
-        "scores": detections["scores"],
-        "mask_probabilities": detections["mask_probabilities"],
+        **to_dataset_space(detections, features["image_info"], label_map),
     }
-    if "attribute_probabilities" in detections:
-        predictions["attribute_probabilities"] = detections["attribute_probabilities"]
     return TPUEstimatorSpec(mode=tf.estimator.ModeKeys.PREDICT, predictions=predictions)

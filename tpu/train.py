@@ -19,11 +19,13 @@ from typing import List, Optional, Sequence
 
 import tensorflow as tf
 
-from model.config import ConfigError, load_config
+from model.config import ConfigError, ExperimentConfig, load_config
+from model.dataset import record_files
 from model.evaluation.category_roles import MODES as MODES_OF_FASHIONPEDIA_EVAL
 from model.evaluation.category_roles import OFFICIAL
 from model.export import export as export_saved_model
 from model.export import resolve_label_map
+from model.label_map import LabelMap
 from tpu import evaluation, model_dir as model_dir_files
 from tpu.estimator import ClusterSettings, build_estimator, plan_lines
 from tpu.input_fn import predict_input_fn, train_input_fn
@@ -80,38 +82,44 @@ def _matches(pattern: str) -> List[str]:
     return tf.io.gfile.glob(pattern)
 
 
-def _mixed_runs(files: List[str]) -> List[str]:
-    """Prefixes whose matched shards come from runs with different shard totals
-    (``P-00000-of-00002`` beside ``P-00000-of-00004``): output of an earlier run left behind."""
-    totals = {}
-    for name in files:
-        match = model_dir_files.SHARD_NAME.match(name)
-        if match:
-            totals.setdefault(match.group(1), set()).add(match.group(2))
-    return sorted(prefix for prefix, seen in totals.items() if len(seen) > 1)
-
-
 def _check_flags(flags: argparse.ArgumentParser, args) -> None:
-    """Fails fast, one line each, before anything heavy starts."""
-    needs_train = args.mode in ("train", "train_and_eval")
-    needs_eval = args.mode in ("eval", "train_and_eval")
-    if needs_train and not args.train_file_pattern:
+    """Fails fast, one line each, before anything heavy starts; a dry run checks only
+    that the mode has its flags."""
+    _check_mode_flags(flags, args)
+    if not args.dry_run:
+        _check_inputs(flags, args)
+
+
+def _needs_train(args) -> bool:
+    return args.mode in ("train", "train_and_eval")
+
+
+def _needs_eval(args) -> bool:
+    return args.mode in ("eval", "train_and_eval")
+
+
+def _check_mode_flags(flags: argparse.ArgumentParser, args) -> None:
+    """The flags the mode cannot run without."""
+    if _needs_train(args) and not args.train_file_pattern:
         flags.error(f"--mode {args.mode} needs --train_file_pattern")
-    if needs_eval and not (args.eval_file_pattern and args.eval_annotations_file):
+    if _needs_eval(args) and not (args.eval_file_pattern and args.eval_annotations_file):
         flags.error(f"--mode {args.mode} needs --eval_file_pattern and --eval_annotations_file")
-    if args.dry_run:
-        return
-    patterns = ([("--train_file_pattern", args.train_file_pattern)] if needs_train else []) + (
-        [("--eval_file_pattern", args.eval_file_pattern)] if needs_eval else [])
+
+
+def _check_inputs(flags: argparse.ArgumentParser, args) -> None:
+    """The files the flags name exist (records of one make_records run per prefix), and a
+    TPU's model_dir is on GCS."""
+    patterns = ([("--train_file_pattern", args.train_file_pattern)] if _needs_train(args) else []
+                ) + ([("--eval_file_pattern", args.eval_file_pattern)] if _needs_eval(args) else [])
     for flag, pattern in patterns:
         files = _matches(pattern)
         if not files:
             flags.error(f"{flag} {pattern} matches no files")
-        mixed = _mixed_runs(files)
+        mixed = record_files.mixed_runs(files)
         if mixed:
             flags.error(f"{flag} {pattern} matches shards of different make_records runs "
                         f"under {', '.join(mixed)} (different -of-NNNNN totals); remove the old ones")
-    if needs_eval:
+    if _needs_eval(args):
         if not tf.io.gfile.exists(args.eval_annotations_file):
             flags.error(f"--eval_annotations_file {args.eval_annotations_file} does not exist")
     if args.init_checkpoint and not (tf.train.latest_checkpoint(args.init_checkpoint) or
@@ -132,13 +140,22 @@ def _step_of(checkpoint: str) -> int:
     return int(tf.train.load_checkpoint(checkpoint).get_tensor("global_step"))
 
 
+def label_map_for_predictions(config: ExperimentConfig, args) -> LabelMap:
+    """The label map the predictions of eval name categories and attributes with:
+    ``labels.json`` beside --checkpoint, else in model_dir (where training copied it), else
+    the identity (``model.export.resolve_label_map``)."""
+    checkpoint_dir = os.path.dirname(args.checkpoint) if args.checkpoint else args.model_dir
+    label_map, source = resolve_label_map(config.model, None, checkpoint_dir)
+    tf.get_logger().info("label map: %s", source)
+    return label_map
+
+
 def run_eval(estimator, config, args, checkpoint: str) -> dict:
+    """Predicts the eval records (in dataset space: the estimator's model_fn has the label
+    map), scores them, writes and prints the metrics."""
     predictions = estimator.predict(predict_input_fn(config, args.eval_file_pattern),
                                     checkpoint_path=checkpoint, yield_single_examples=True)
-    label_map, source = resolve_label_map(config.model, None, checkpoint)
-    tf.get_logger().info("label map: %s", source)
-    results, image_ids = evaluation.to_coco_results(predictions, label_map,
-                                                    args.attribute_threshold)
+    results, image_ids = evaluation.to_coco_results(predictions, args.attribute_threshold)
     metrics = evaluation.evaluate(results, image_ids, args.eval_annotations_file,
                                   args.fashionpedia_mode)
     path = evaluation.write_metrics(args.model_dir, _step_of(checkpoint), metrics)
@@ -158,56 +175,97 @@ def run_export(config, args, checkpoint: str) -> str:
     return output
 
 
-def main(argv: Optional[Sequence[str]] = None) -> None:
-    flags = build_flags()
-    args = flags.parse_args(argv)
+def resolved_config(flags: argparse.ArgumentParser, args) -> ExperimentConfig:
+    """--config with --override, fixed up for the cluster: TPUs compile only the
+    gather-based RoIAlign and the padded NMS, so ``--tpu`` turns static_ops_for_tpu on."""
     try:
         config = load_config(args.config, args.override)
     except ConfigError as error:
         flags.error(str(error))
     if args.tpu and not config.model.static_ops_for_tpu:
-        # TPUs compile only the gather-based RoIAlign and the padded NMS.
         config.model.static_ops_for_tpu = True
-    cluster = ClusterSettings(args.tpu, args.tpu_zone, args.gcp_project, args.num_cores,
-                              args.iterations_per_loop, args.save_checkpoints_steps)
-    _check_flags(flags, args)
-    if args.dry_run:
-        try:
-            print("\n".join(plan_lines(config, args.model_dir, cluster, args.mode)))
-        except ValueError as error:
-            flags.error(str(error))
-        return
-    tf.get_logger().setLevel(logging.INFO)
+    return config
+
+
+def cluster_settings(args) -> ClusterSettings:
+    """The TPU (or its absence) and the session settings the flags name."""
+    return ClusterSettings(args.tpu, args.tpu_zone, args.gcp_project, args.num_cores,
+                           args.iterations_per_loop, args.save_checkpoints_steps)
+
+
+def dry_run(flags: argparse.ArgumentParser, config: ExperimentConfig, args,
+            cluster: ClusterSettings) -> None:
+    """Prints the resolved config and the plan; touches nothing."""
+    try:
+        print("\n".join(plan_lines(config, args.model_dir, cluster, args.mode)))
+    except ValueError as error:
+        flags.error(str(error))
+
+
+def prepare_model_dir(flags: argparse.ArgumentParser, config: ExperimentConfig, args) -> None:
+    """Writes or checks model_dir/config.yaml and, when training, copies the records'
+    label map there (``tpu.model_dir``); a conflict ends the run with one line."""
     try:
         note = model_dir_files.save_or_check_config(args.model_dir, config)
         if note:
             tf.get_logger().warning(note)
-        if args.mode in ("train", "train_and_eval"):
-            labels = model_dir_files.labels_file_for(args.train_file_pattern)
+        if _needs_train(args):
+            labels = record_files.labels_file_for(args.train_file_pattern)
             if labels:
                 model_dir_files.copy_label_map(labels, args.model_dir, config)
             else:
                 tf.get_logger().warning("no PREFIX-labels.json next to %s: exports will use identity ids",
                                 args.train_file_pattern)
-    except ValueError as error:  # ModelDirError, LabelMapError
+    except ValueError as error:  # ModelDirError, LabelMapError, LabelMapMismatch
         flags.error(str(error))
 
+
+def run_mode(flags: argparse.ArgumentParser, config: ExperimentConfig, args,
+             cluster: ClusterSettings) -> None:
+    """export, or an estimator that trains, evaluates or alternates the two."""
     if args.mode == "export":
         run_export(config, args, _checkpoint(args))
         return
+    label_map = None
+    if _needs_eval(args):
+        try:
+            label_map = label_map_for_predictions(config, args)
+        except ValueError as error:  # LabelMapError, LabelMapMismatch
+            flags.error(str(error))
     estimator = build_estimator(config, args.model_dir, cluster, args.init_checkpoint,
-                                args.skip_variables_regex)
-    total = config.train.total_steps
+                                args.skip_variables_regex, label_map)
     if args.mode == "train":
-        estimator.train(train_input_fn(config, args.train_file_pattern), max_steps=total)
+        estimator.train(train_input_fn(config, args.train_file_pattern),
+                        max_steps=config.train.total_steps)
     elif args.mode == "eval":
         run_eval(estimator, config, args, _checkpoint(args))
     else:
-        step = _current_step(args.model_dir)
-        while step < total:
-            step = min(step + args.steps_per_eval, total)
-            estimator.train(train_input_fn(config, args.train_file_pattern), max_steps=step)
-            run_eval(estimator, config, args, _checkpoint(args))
+        train_and_eval(estimator, config, args)
+
+
+def train_and_eval(estimator, config: ExperimentConfig, args) -> None:
+    """Trains --steps_per_eval steps at a time up to train.total_steps, evaluating after each."""
+    total = config.train.total_steps
+    step = _current_step(args.model_dir)
+    while step < total:
+        step = min(step + args.steps_per_eval, total)
+        estimator.train(train_input_fn(config, args.train_file_pattern), max_steps=step)
+        run_eval(estimator, config, args, _checkpoint(args))
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    """Flags -> config -> checks -> dry run, or model_dir bookkeeping and the mode's work."""
+    flags = build_flags()
+    args = flags.parse_args(argv)
+    config = resolved_config(flags, args)
+    cluster = cluster_settings(args)
+    _check_flags(flags, args)
+    if args.dry_run:
+        dry_run(flags, config, args, cluster)
+        return
+    tf.get_logger().setLevel(logging.INFO)
+    prepare_model_dir(flags, config, args)
+    run_mode(flags, config, args, cluster)
 
 
 def _current_step(model_dir: str) -> int:

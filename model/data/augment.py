@@ -61,10 +61,29 @@ def boxes_to_output(normalised_boxes: tf.Tensor, image_info: tf.Tensor) -> tf.Te
     return normalised_boxes * factor - tf.tile(offset, [2])
 
 
+def per_coordinate(pairs: tf.Tensor) -> tf.Tensor:
+    """(y, x) pairs [..., 2] -> [..., 1, 4] (y, x, y, x), broadcasting over a box axis."""
+    return tf.concat([pairs, pairs], axis=-1)[..., tf.newaxis, :]
+
+
+def _undo_scale_and_crop(output_boxes: tf.Tensor, image_info: tf.Tensor,
+                         divisor: tf.Tensor) -> tf.Tensor:
+    """(output pixel + crop offset) / divisor: the inverse of resize_and_crop's
+    ``p * scale - offset``, divided by ``divisor`` [..., 2] (y, x) in place of the scale."""
+    return (output_boxes + per_coordinate(image_info[..., 3, :])) / per_coordinate(divisor)
+
+
+def boxes_to_original_pixels(output_boxes: tf.Tensor, image_info: tf.Tensor) -> tf.Tensor:
+    """Pixel boxes [..., N, 4] of the parser output -> pixel boxes of the original image
+    (not clipped); image_info [..., 4, 2] as resize_and_crop's, one per leading index."""
+    return _undo_scale_and_crop(output_boxes, image_info, image_info[..., 2, :])
+
+
 def boxes_to_original(output_boxes: tf.Tensor, image_info: tf.Tensor) -> tf.Tensor:
-    """Pixel boxes [N, 4] of the parser output -> normalised boxes of the original image."""
-    original, scale, offset = image_info[0], image_info[2], image_info[3]
-    return (output_boxes + tf.tile(offset, [2])) / tf.tile(original * scale, [2])
+    """Pixel boxes [..., N, 4] of the parser output -> normalised boxes of the original image:
+    the inverse of boxes_to_output (boxes_to_original_pixels divided by the original size)."""
+    return _undo_scale_and_crop(output_boxes, image_info,
+                                image_info[..., 0, :] * image_info[..., 2, :])
 
 
 def clip_boxes(boxes: tf.Tensor, height: tf.Tensor, width: tf.Tensor) -> tf.Tensor:
