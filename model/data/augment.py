@@ -58,8 +58,8 @@ def identity_image_info(size: int, batch: Optional[int] = None) -> tf.Tensor:
     """image_info of an S x S image fed unscaled and uncropped: float32 [4, 2], or
     [batch, 4, 2] when ``batch`` is given; rows as in ``resize_and_crop``:
     [[S, S], [S, S], [1, 1], [0, 0]]."""
-    info = tf.constant([[size, size], [size, size], [1, 1], [0, 0]], tf.float32)
-    return info if batch is None else tf.tile(info[tf.newaxis], [batch, 1, 1])
+    rows = [[size, size], [size, size], [1, 1], [0, 0]]
+    return tf.constant(rows if batch is None else [rows] * batch, tf.float32)
 
 
 def boxes_to_output(normalised_boxes: tf.Tensor, image_info: tf.Tensor) -> tf.Tensor:
