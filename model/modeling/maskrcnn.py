@@ -88,7 +88,8 @@ class AttributeMaskRCNN(tf.keras.Model):
 
         Returns, all float32 unless noted (A anchors of all levels, N classes incl.
         background, T attributes, K = roi_sampler.samples_per_image,
-        R = mask_sampler.samples_per_image, m = mask_sampler.mask_size,
+        R = min(mask_sampler.samples_per_image, K), m = 2 * roi_features.mask_size the mask
+        head's output side (training: also mask_sampler.mask_size, the target side),
         D = detection.max_detections, P = test_proposals.post_nms_top_k):
           training:
             rpn: score_logits [B, A], box_deltas [B, A, 4], and the anchor targets
