@@ -57,15 +57,16 @@ def measure(preset: str, size: int, steps: int, max_batch: int) -> dict:
     import tensorflow as tf
 
     from model.config import load_config
+    from model.data.augment import identity_image_info
     from model.export import export
     from model.maskrcnn_losses import total_losses
-    from model.modeling.maskrcnn import AttributeMaskRCNN
+    from model.modeling.factory import build_model
 
     config = load_config(preset, [f"input.image_size={size}"])
     batch = min(config.train.batch_size, max_batch)
-    model = AttributeMaskRCNN(config.model, size)
+    model = build_model(config.model, size)
     images = tf.random.normal([batch, size, size, 3])
-    info = tf.constant([[[size, size], [size, size], [1, 1], [0, 0]]] * batch, tf.float32)
+    info = identity_image_info(size, batch)
     instances = config.input.max_num_instances
     crop = config.input.mask_crop_size
     gt_boxes = tf.concat([tf.tile([[[size * 0.1, size * 0.1, size * 0.6, size * 0.5]]], [batch, 1, 1]),
@@ -113,9 +114,9 @@ def measure_size(preset: str, size: int, speed_size: int, steps: int) -> dict:
     import tensorflow as tf
 
     from model.config import load_config
+    from model.data.augment import identity_image_info
     from model.flops import count_multiply_adds
-    from model.modeling.factory import build_parts, build_variables
-    from model.modeling.maskrcnn import AttributeMaskRCNN
+    from model.modeling.factory import build_model, build_parts, build_variables
     from model.summary import count_parameters
 
     config = load_config(preset, ["model.num_classes=91", "model.num_attributes=0"]).model
@@ -126,9 +127,9 @@ def measure_size(preset: str, size: int, speed_size: int, steps: int) -> dict:
               "backbone_params": count_parameters(parts["backbone"]),
               "multiply_adds": count_multiply_adds(config, size)}
     if speed_size:
-        model = AttributeMaskRCNN(config, speed_size)
+        model = build_model(config, speed_size)
         images = tf.random.normal([1, speed_size, speed_size, 3])
-        info = tf.constant([[[speed_size, speed_size]] * 2 + [[1.0, 1.0], [0.0, 0.0]]])
+        info = identity_image_info(speed_size, batch=1)
         infer = tf.function(lambda: model(images, info, training=False))
         seconds = _median_seconds(lambda: tf.nest.map_structure(lambda t: t.numpy(), infer()),
                                   steps)

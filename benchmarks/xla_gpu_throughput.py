@@ -80,14 +80,14 @@ def export(config_name: str, image_size: int, batch_sizes, out_dir: str) -> None
     import tensorflow as tf
 
     from model.config import load_config
-    from model.modeling.maskrcnn import AttributeMaskRCNN
+    from model.data.augment import identity_image_info
+    from model.modeling.factory import build_model
 
     config = load_config(config_name, ["model.static_ops_for_tpu=true"]).model
     size = image_size or load_config(config_name).input.image_size
     name_base = os.path.splitext(os.path.basename(config_name))[0]
-    model = AttributeMaskRCNN(config, size)
-    full_image = [[size, size], [size, size], [1, 1], [0, 0]]  # unscaled, unpadded S x S image
-    model(tf.zeros([1, size, size, 3]), tf.constant([full_image], tf.float32), training=False)
+    model = build_model(config, size)
+    model(tf.zeros([1, size, size, 3]), identity_image_info(size, batch=1), training=False)
     weight_count = int(sum(np.prod(v.shape) for v in model.variables))
     by_handle = {id(v.handle): v for v in model.variables}
 
@@ -104,7 +104,7 @@ def export(config_name: str, image_size: int, batch_sizes, out_dir: str) -> None
     for batch in batch_sizes:
         name = f"{name_base}_s{size}_b{batch}"
         images = tf.zeros([batch, size, size, 3])
-        image_info = tf.constant([full_image] * batch, tf.float32)
+        image_info = identity_image_info(size, batch)  # unscaled, unpadded S x S images
         start = time.perf_counter()
         concrete = infer.get_concrete_function(images, image_info)
         serialized = infer.experimental_get_compiler_ir(images, image_info)(

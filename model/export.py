@@ -20,9 +20,10 @@ import tensorflow as tf
 
 from model.config import load_config
 from model.config.schema import ModelConfig
+from model.data.augment import identity_image_info
 from model.dataset import record_files
 from model.label_map import Attribute, Category, LabelMap
-from model.modeling.maskrcnn import AttributeMaskRCNN
+from model.modeling.factory import build_model
 from model.serving import ServingModule
 from model.variable_names import below_model_scope
 
@@ -72,10 +73,9 @@ def export(config: ModelConfig, image_size: int, output: str, checkpoint: Option
     label_map, source = resolve_label_map(config, labels,
                                           os.path.dirname(checkpoint) if checkpoint else None)
     logging.info("label map: %s", source)
-    model = AttributeMaskRCNN(config, image_size)
-    model(tf.zeros([1, image_size, image_size, 3]),
-          tf.constant([[[image_size, image_size], [image_size, image_size], [1, 1], [0, 0]]],
-                      tf.float32), training=False)
+    model = build_model(config, image_size)
+    model(tf.zeros([1, image_size, image_size, 3]), identity_image_info(image_size, batch=1),
+          training=False)
     if checkpoint:
         restore_by_name(model, checkpoint)
     with tempfile.TemporaryDirectory() as staging:

@@ -9,17 +9,18 @@ profiler has no count for (RoIAlign gathers, NMS) add nothing.
 import tensorflow as tf
 
 from model.config.schema import ModelConfig
+from model.data.augment import identity_image_info
 
 
 def count_multiply_adds(config: ModelConfig, image_size: int) -> int:
     """Multiply-adds of ``AttributeMaskRCNN`` inference on one image of image_size^2 pixels."""
-    from model.modeling.maskrcnn import AttributeMaskRCNN  # heavy import, only when counting
+    from model.modeling.factory import build_model  # heavy import, only when counting
 
     graph = tf.Graph()
     with graph.as_default():
         images = tf.compat.v1.placeholder(tf.float32, [1, image_size, image_size, 3])
-        info = tf.constant([[[image_size, image_size]] * 2 + [[1.0, 1.0], [0.0, 0.0]]])
-        AttributeMaskRCNN(config, image_size)(images, info, training=False)
+        info = identity_image_info(image_size, batch=1)
+        build_model(config, image_size)(images, info, training=False)
         options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
         options["output"] = "none"
         profile = tf.compat.v1.profiler.profile(graph, cmd="op", options=options)

@@ -9,8 +9,9 @@ import tensorflow as tf
 from PIL import Image
 
 from model.config import load_config
+from model.data.augment import identity_image_info
 from model.export import main as export_main
-from model.modeling.maskrcnn import AttributeMaskRCNN
+from model.modeling.factory import build_model
 from model.synthetic.generate import SyntheticConfig, generate_split
 from tests.conftest import FIXTURES
 from tests.record_reading import run_make_records
@@ -98,9 +99,8 @@ def test_graph_mode_checkpoint_restores_by_name_and_identity_labels(tmp_path):
     config = load_config("tiny")
     graph = tf.Graph()
     with graph.as_default():
-        model = AttributeMaskRCNN(config.model, 128)
-        model(tf.zeros([1, 128, 128, 3]), tf.constant([[[128.0, 128], [128, 128], [1, 1], [0, 0]]]),
-              training=False)
+        model = build_model(config.model, 128)
+        model(tf.zeros([1, 128, 128, 3]), identity_image_info(128, batch=1), training=False)
         saver = tf.compat.v1.train.Saver(model.variables)
         with tf.compat.v1.Session(graph=graph) as session:
             session.run(tf.compat.v1.global_variables_initializer())

@@ -7,7 +7,7 @@ import tensorflow as tf
 from model.config import load_config
 from model.data.parser import TRAIN, Parser, ParserSettings, make_dataset
 from model.maskrcnn_losses import total_losses
-from model.modeling.maskrcnn import AttributeMaskRCNN
+from model.modeling.factory import build_model
 from model.synthetic.generate import SyntheticConfig, generate_split
 from tests.record_reading import run_make_records
 
@@ -38,7 +38,7 @@ def _batch(pattern, config):
 def test_losses_are_finite_and_empty_ground_truth_gives_zero_object_terms(train_records):
     config = _config()
     images, labels = _batch(train_records, config)
-    model = AttributeMaskRCNN(config.model, 128)
+    model = build_model(config.model, 128)
     terms = total_losses(model(images, labels["image_info"], labels, training=True), config.model,
                          model.trainable_variables)
     assert all(np.isfinite(float(v)) for v in terms.values())
@@ -58,7 +58,7 @@ def test_losses_are_finite_and_empty_ground_truth_gives_zero_object_terms(train_
 def test_a_few_steps_on_one_batch_lower_the_loss(train_records):
     config = _config()
     images, labels = _batch(train_records, config)
-    model = AttributeMaskRCNN(config.model, 128)
+    model = build_model(config.model, 128)
     optimizer = tf.keras.optimizers.SGD(0.01, momentum=0.9)
 
     @tf.function
@@ -85,7 +85,7 @@ def test_one_train_step_in_compat_v1_graph_mode(train_records, bfloat16, static_
         images = tf.compat.v1.placeholder(tf.float32, images_value.shape)
         labels = {key: tf.compat.v1.placeholder(value.dtype, value.shape)
                   for key, value in labels_value.items()}
-        model = AttributeMaskRCNN(config.model, 128)
+        model = build_model(config.model, 128)
         outputs = model(images, labels["image_info"], labels, training=True)
         terms = total_losses(outputs, config.model, model.trainable_variables)
         optimizer = tf.compat.v1.train.MomentumOptimizer(0.01, 0.9)
@@ -109,7 +109,7 @@ def test_one_train_step_in_compat_v1_graph_mode(train_records, bfloat16, static_
 def test_inference_outputs_have_static_shapes(train_records, static_ops):
     config = _config(f"model.static_ops_for_tpu={str(static_ops).lower()}")
     images, labels = _batch(train_records, config)
-    model = AttributeMaskRCNN(config.model, 128)
+    model = build_model(config.model, 128)
     detections = model(images, labels["image_info"], training=False)["detections"]
     limit = config.model.postprocess.max_detections
     assert detections["boxes"].shape == (BATCH, limit, 4)

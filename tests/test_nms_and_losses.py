@@ -4,6 +4,7 @@ import numpy as np
 import tensorflow as tf
 
 from model import losses
+from model.data.augment import identity_image_info
 from model.ops.nms import batched_nms
 
 
@@ -62,14 +63,16 @@ def test_huber_and_empty_inputs_are_finite_zero():
 
 
 def test_detect_gives_the_same_detections_with_either_nms():
-    from model.modeling.postprocess import detect
+    from model.modeling.postprocess import (DetectionSettings, combined_class_nms, detect,
+                                            padded_class_nms)
     rng = np.random.default_rng(8)
     rois = np.concatenate([rng.uniform(0, 80, (2, 60, 2)), rng.uniform(90, 120, (2, 60, 2))], -1)
     logits = tf.constant(rng.normal(0, 2, (2, 60, 5)), tf.float32)
     deltas = tf.constant(rng.normal(0, 0.5, (2, 60, 5, 4)), tf.float32)
-    info = tf.constant([[[128.0, 128], [128, 128], [1, 1], [0, 0]]] * 2)
-    results = [detect(logits, deltas, tf.constant(rois, tf.float32), info, 60, 0.05, 0.5, 15,
-                      static_ops_for_tpu=static) for static in (True, False)]
+    info = identity_image_info(128, batch=2)
+    results = [detect(logits, deltas, tf.constant(rois, tf.float32), info,
+                      DetectionSettings(60, 0.05, 0.5, 15), class_nms)
+               for class_nms in (padded_class_nms, combined_class_nms)]
     padded, combined = results
     np.testing.assert_array_equal(padded["num_detections"].numpy(),
                                   combined["num_detections"].numpy())

@@ -43,7 +43,7 @@ def test_eval_mode_keeps_geometry(synthetic_records):
         count = int(labels["num_instances"])
         assert count == len(record["groundtruth_classes"])
         np.testing.assert_allclose(labels["image_info"].numpy(),
-                                   [[128, 128], [128, 128], [1, 1], [0, 0]])
+                                   augment.identity_image_info(128).numpy())
         np.testing.assert_allclose(labels["gt_boxes"][:count].numpy(),
                                    record["groundtruth_boxes"].numpy() * IMAGE_SIZE, atol=1e-3)
         assert (labels["gt_boxes"][count:].numpy() == -1).all()
@@ -172,6 +172,16 @@ def test_resize_and_crop_image_info_maps_pixels():
     output = augment.boxes_to_output(boxes, info)
     np.testing.assert_allclose(output.numpy(), [[16, 32, 32, 64]])
     np.testing.assert_allclose(augment.boxes_to_original(output, info).numpy(), boxes.numpy())
+
+
+def test_identity_image_info_is_an_unscaled_uncropped_image():
+    np.testing.assert_array_equal(augment.identity_image_info(96).numpy(),
+                                  [[96, 96], [96, 96], [1, 1], [0, 0]])
+    batched = augment.identity_image_info(96, batch=3)
+    assert batched.shape == (3, 4, 2) and batched.dtype == tf.float32
+    np.testing.assert_array_equal(batched.numpy(), [[[96, 96], [96, 96], [1, 1], [0, 0]]] * 3)
+    image, info = augment.resize_and_crop(tf.zeros([96, 96, 3]), (96, 96))
+    np.testing.assert_array_equal(info.numpy(), augment.identity_image_info(96).numpy())
 
 
 def test_dataset_batches_with_static_shapes_and_rejects_bad_sizes(synthetic_records):

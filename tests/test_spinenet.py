@@ -6,8 +6,8 @@ from tensorflow.python.tpu import tpu_function
 
 from model.config import load_config
 from model.maskrcnn_losses import total_losses
-from model.modeling.factory import build_parts, build_variables
-from model.modeling.maskrcnn import AttributeMaskRCNN
+from model.data.augment import identity_image_info
+from model.modeling.factory import build_model, build_parts, build_variables
 from model.modeling.norm import CrossReplicaBatchNormalization
 from model.modeling.spinenet import SpineNet
 from model.summary import count_parameters
@@ -85,7 +85,7 @@ def test_spinenet_49s_mask_rcnn_losses_in_compat_v1_graph_mode_with_bfloat16_and
     with graph.as_default():
         tf.compat.v1.set_random_seed(1)
         images = tf.random.normal([1, size, size, 3])
-        info = tf.constant([[[size, size], [size, size], [1, 1], [0, 0]]], tf.float32)
+        info = identity_image_info(size, batch=1)
         labels = {
             "gt_boxes": tf.constant([[[10, 12, 60, 70], [64, 64, 120, 100], [-1] * 4]], tf.float32),
             "gt_classes": tf.constant([[1, 3, -1]], tf.int32),
@@ -93,7 +93,7 @@ def test_spinenet_49s_mask_rcnn_losses_in_compat_v1_graph_mode_with_bfloat16_and
             "gt_masks": tf.ones([1, 3, crop, crop]),
             "gt_attributes": tf.one_hot([[2, 5, 0]], 12),
         }
-        model = AttributeMaskRCNN(config, size)
+        model = build_model(config, size)
         outputs = model(images, info, labels, training=True)
         terms = total_losses(outputs, config, model.trainable_variables)
         assert any(op.type == "Conv2D" and op.get_attr("T") == tf.bfloat16

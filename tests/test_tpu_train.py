@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from model.data.augment import identity_image_info
 from model.synthetic.generate import SyntheticConfig, generate_split
 from tests.record_reading import run_make_records
 from tpu import train, warm_start
@@ -130,11 +131,10 @@ def test_warm_start_restores_matching_variables_and_lists_the_rest(trained, data
 
 
 def test_warm_start_plan_lists_shape_mismatches(trained):
-    from model.modeling.maskrcnn import AttributeMaskRCNN
+    from model.modeling.factory import build_model
     config = load_config("tiny", ["model.num_classes=5"])
-    model = AttributeMaskRCNN(config.model, 128)
-    model(tf.zeros([1, 128, 128, 3]), tf.constant([[[128, 128], [128, 128], [1, 1], [0, 0]]],
-                                                  tf.float32))
+    model = build_model(config.model, 128)
+    model(tf.zeros([1, 128, 128, 3]), identity_image_info(128, batch=1))
     plan = warm_start.plan(model.variables, trained, "")
     mismatched = {name for name, _, _ in plan.shape_mismatch}
     assert any(name.startswith("box_head/") for name in mismatched)

@@ -13,6 +13,7 @@ import dataclasses
 import tensorflow as tf
 
 from model.config.schema import ExperimentConfig
+from model.data.augment import identity_image_info
 from model.data.parser import PREDICT, TRAIN, Parser, ParserSettings, make_dataset
 
 FEATURE_KEYS = ("images", "image_info")
@@ -51,7 +52,7 @@ def predict_input_fn(config: ExperimentConfig, file_pattern: str):
                              num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         blank = {
             "images": tf.zeros([size, size, 3]),
-            "image_info": tf.constant([[size, size], [size, size], [1, 1], [0, 0]], tf.float32),
+            "image_info": identity_image_info(size),
             "source_id": tf.constant(PADDING_SOURCE_ID, tf.int64),
         }
         padding = tf.data.Dataset.from_tensors(blank).repeat(batch_size - 1)

@@ -13,7 +13,7 @@ import tensorflow as tf
 from model.config.schema import ExperimentConfig
 from model.label_map import LabelMap
 from model.maskrcnn_losses import total_losses
-from model.modeling.maskrcnn import AttributeMaskRCNN
+from model.modeling.factory import build_model
 from model.outputs import to_dataset_space
 from tpu import warm_start
 from tpu.schedule import learning_rate_for
@@ -29,7 +29,7 @@ def build_model_fn(config: ExperimentConfig, model_dir: str, use_tpu: bool,
 
     def model_fn(features, labels, mode, params):
         del params  # the batch size is fixed by the input; nothing else is read from it
-        model = AttributeMaskRCNN(config.model, config.input.image_size)
+        model = build_model(config.model, config.input.image_size)
         if mode == tf.estimator.ModeKeys.PREDICT:
             return _predict_spec(model, features, label_map)
         if mode != tf.estimator.ModeKeys.TRAIN:

@@ -3,7 +3,7 @@
 Boxes are [ymin, xmin, ymax, xmax]; "normalised" means divided by the image
 height/width, "pixels" means absolute coordinates.
 """
-from typing import Tuple
+from typing import Optional, Tuple
 
 import tensorflow as tf
 
@@ -52,6 +52,14 @@ def resize_and_crop(image: tf.Tensor, output_size: Tuple[int, int], scale_min: f
     padded = tf.image.pad_to_bounding_box(cropped, 0, 0, output_size[0], output_size[1])
     image_info = tf.stack([original, scaled, image_scale, offset])
     return padded, image_info
+
+
+def identity_image_info(size: int, batch: Optional[int] = None) -> tf.Tensor:
+    """image_info of an S x S image fed unscaled and uncropped: float32 [4, 2], or
+    [batch, 4, 2] when ``batch`` is given; rows as in ``resize_and_crop``:
+    [[S, S], [S, S], [1, 1], [0, 0]]."""
+    rows = [[size, size], [size, size], [1, 1], [0, 0]]
+    return tf.constant(rows if batch is None else [rows] * batch, tf.float32)
 
 
 def boxes_to_output(normalised_boxes: tf.Tensor, image_info: tf.Tensor) -> tf.Tensor:

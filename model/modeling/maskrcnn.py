@@ -5,98 +5,147 @@
   training:  sample RoIs -> box branch; sample foreground RoIs -> mask and attribute branches
   inference: box branch -> detections -> mask and attribute branches on the detections
 
-Inputs: images [B, S, S, 3] (the parser's normalised, padded images),
-image_info [B, 4, 2], and for training the parser's labels (gt_boxes, gt_classes,
-gt_is_crowd, gt_masks, gt_attributes). Every branch returns a dict; losses are
-computed from the outputs by ``model.maskrcnn_losses``.
+The model holds its layers and small frozen settings, all injected;
+``model.modeling.factory.build_model(config, image_size)`` builds them from a
+ModelConfig. Losses are computed from the outputs by ``model.maskrcnn_losses``.
 """
-from typing import Dict, Optional
+import dataclasses
+from typing import Callable, Dict, Optional
 
 import tensorflow as tf
 
-from model.config.schema import ModelConfig
 from model.modeling import postprocess, roi_targets, rpn
-from model.modeling.factory import build_parts
-from model.ops.anchors import multilevel_anchors
-from model.ops.roi_align import multilevel_roi_align, multilevel_roi_align_by_crops
+
+# (features {level: [B, H_l, W_l, C]}, pixel boxes [B, K, 4], side S) -> [B, K, S, S, C];
+# the contract of model.ops.roi_align.
+RoiAlign = Callable[[Dict[int, tf.Tensor], tf.Tensor, int], tf.Tensor]
+
+
+@dataclasses.dataclass(frozen=True)
+class RoiFeatures:
+    """RoI feature pooling: a RoIAlign implementation and the side it pools for each head."""
+    align: RoiAlign
+    box_size: int  # input side of the box head
+    mask_size: int  # input side of the mask and attribute heads
+
+    def for_box_head(self, features: Dict[int, tf.Tensor], boxes: tf.Tensor) -> tf.Tensor:
+        return self.align(features, boxes, self.box_size)
+
+    def for_mask_heads(self, features: Dict[int, tf.Tensor], boxes: tf.Tensor) -> tf.Tensor:
+        return self.align(features, boxes, self.mask_size)
 
 
 class AttributeMaskRCNN(tf.keras.Model):
-    def __init__(self, config: ModelConfig, image_size: int, **kwargs):
+    """Layers (built under the wanted precision policy), anchors, stage settings and
+    the RoIAlign / class-NMS implementations come from the caller (see the factory).
+
+    Args:
+      backbone, fpn: images [B, S, S, 3] -> {level: [B, S / 2^level, S / 2^level, C]}.
+      rpn_head, box_head, mask_head, attribute_head: ``model.modeling.heads`` layers;
+        attribute_head None for a model without attributes.
+      anchors: {level: [H_l * W_l * A, 4]} pixel anchors of an S x S input.
+      anchor_sampler: RPN training targets.
+      train_proposals, test_proposals: proposal counts and NMS in each mode.
+      roi_sampler: box-head training RoIs; mask_sampler: mask/attribute training RoIs.
+      detection: inference post-processing.
+      roi_features: RoIAlign implementation and sizes.
+      class_nms: ``postprocess.padded_class_nms`` or ``postprocess.combined_class_nms``.
+    """
+
+    def __init__(self, *, backbone: tf.keras.layers.Layer, fpn: tf.keras.layers.Layer,
+                 rpn_head: tf.keras.layers.Layer, box_head: tf.keras.layers.Layer,
+                 mask_head: tf.keras.layers.Layer, attribute_head: Optional[tf.keras.layers.Layer],
+                 anchors: Dict[int, tf.Tensor], anchor_sampler: rpn.AnchorSampler,
+                 train_proposals: rpn.ProposalSettings, test_proposals: rpn.ProposalSettings,
+                 roi_sampler: roi_targets.RoiSampler, mask_sampler: roi_targets.MaskSampler,
+                 detection: postprocess.DetectionSettings, roi_features: RoiFeatures,
+                 class_nms: postprocess.ClassNms, **kwargs):
         super().__init__(**kwargs)
-        self._config = config
-        previous = tf.keras.mixed_precision.global_policy()
-        tf.keras.mixed_precision.set_global_policy("mixed_bfloat16" if config.bfloat16
-                                                   else "float32")
-        try:
-            parts = build_parts(config)
-        finally:
-            tf.keras.mixed_precision.set_global_policy(previous)
-        self.backbone = parts["backbone"]
-        self.fpn = parts["fpn"]
-        self.rpn_head = parts["rpn_head"]
-        self.box_head = parts["box_head"]
-        self.mask_head = parts["mask_head"]
-        self.attribute_head = parts.get("attribute_head")
-        anchor = config.anchor
-        self._anchors = multilevel_anchors(config.fpn.min_level, config.fpn.max_level,
-                                           (image_size, image_size), anchor.num_scales,
-                                           anchor.aspect_ratios, anchor.anchor_size)
+        self.backbone = backbone
+        self.fpn = fpn
+        self.rpn_head = rpn_head
+        self.box_head = box_head
+        self.mask_head = mask_head
+        self.attribute_head = attribute_head
+        self._anchors = anchors
+        self._anchor_sampler = anchor_sampler
+        self._train_proposals, self._test_proposals = train_proposals, test_proposals
+        self._roi_sampler, self._mask_sampler = roi_sampler, mask_sampler
+        self._detection, self._class_nms = detection, class_nms
+        self._roi_features = roi_features
 
     def call(self, images: tf.Tensor, image_info: tf.Tensor,
              groundtruth: Optional[Dict[str, tf.Tensor]] = None, training: bool = False
              ) -> Dict[str, Dict[str, tf.Tensor]]:
+        """Runs the model on a batch.
+
+        Args:
+          images: float [B, S, S, 3], the parser's normalised, padded images.
+          image_info: float [B, 4, 2] (``model.data.augment.resize_and_crop``).
+          groundtruth (training only): the parser's padded labels gt_boxes [B, M, 4]
+            pixels, gt_classes int32 [B, M], gt_is_crowd bool [B, M], gt_masks
+            [B, M, C, C], gt_attributes [B, M, T].
+
+        Returns, all float32 unless noted (A anchors of all levels, N classes incl.
+        background, T attributes, K = roi_sampler.samples_per_image,
+        R = min(mask_sampler.samples_per_image, K), m = 2 * roi_features.mask_size the mask
+        head's output side (training: also mask_sampler.mask_size, the target side),
+        D = detection.max_detections, P = test_proposals.post_nms_top_k):
+          training:
+            rpn: score_logits [B, A], box_deltas [B, A, 4], and the anchor targets
+              score_targets [B, A], box_targets [B, A, 4], score_weights [B, A],
+              box_weights [B, A], num_sampled [].
+            box: class_logits [B, K, N], box_deltas [B, K, N, 4], and the RoI
+              targets rois [B, K, 4], class_targets int32 [B, K], box_targets
+              [B, K, 4], matched_gt int32 [B, K], is_foreground, is_valid bool [B, K].
+            mask: mask_logits [B, R, m, m, N], and the targets rois [B, R, 4],
+              classes int32 [B, R], weights [B, R], mask_targets [B, R, m, m],
+              attribute_targets [B, R, T].
+            attribute (with an attribute head): attribute_logits [B, R, T] and the
+              same targets as mask.
+          inference:
+            detections: boxes [B, D, 4] input pixels, classes int32 [B, D] (1..N-1,
+              0 in unused slots), scores [B, D], num_detections int32 [B],
+              mask_probabilities [B, D, m, m] (of each detection's class), and with
+              an attribute head attribute_probabilities [B, D, T].
+            proposals: rois [B, P, 4], roi_scores [B, P].
+        """
         features = self.fpn(self.backbone(images, training=training))
         features = {level: tf.cast(value, tf.float32) for level, value in features.items()}
         rpn_outputs = self.rpn_head(features, training=training)
-        proposals = self._proposals(rpn_outputs, image_info, training)
+        proposals = rpn.generate_proposals(
+            rpn_outputs["scores"], rpn_outputs["boxes"], self._anchors, image_info,
+            self._train_proposals if training else self._test_proposals)
         if training:
             return self._train_branches(features, rpn_outputs, proposals, groundtruth)
         return self._inference_branches(features, proposals, image_info)
 
-    def _proposals(self, rpn_outputs, image_info, training) -> Dict[str, tf.Tensor]:
-        settings = self._config.rpn
-        return rpn.generate_proposals(
-            rpn_outputs["scores"], rpn_outputs["boxes"], self._anchors, image_info,
-            settings.train_pre_nms_top_k if training else settings.test_pre_nms_top_k,
-            settings.train_post_nms_top_k if training else settings.test_post_nms_top_k,
-            settings.nms_iou, settings.min_box_size)
-
     def _train_branches(self, features, rpn_outputs, proposals, gt) -> Dict[str, Dict]:
-        config = self._config
         anchors = tf.concat([self._anchors[level] for level in sorted(self._anchors)], axis=0)
         rpn_branch = {
             "score_logits": rpn.flatten_levels(rpn_outputs["scores"], 1)[..., 0],
             "box_deltas": rpn.flatten_levels(rpn_outputs["boxes"], 4),
             **rpn.anchor_targets(anchors, gt["gt_boxes"], gt["gt_classes"], gt["gt_is_crowd"],
-                                 config.rpn.foreground_iou, config.rpn.background_iou,
-                                 config.rpn.samples_per_image, config.rpn.foreground_fraction),
+                                 self._anchor_sampler),
         }
-        sampler = config.roi_sampler
-        sampled = roi_targets.sample_rois(
-            proposals["rois"], gt["gt_boxes"], gt["gt_classes"], gt["gt_is_crowd"],
-            sampler.samples_per_image, sampler.foreground_fraction, sampler.foreground_iou,
-            sampler.background_iou_high, sampler.background_iou_low)
+        sampled = roi_targets.sample_rois(proposals["rois"], gt["gt_boxes"], gt["gt_classes"],
+                                          gt["gt_is_crowd"], self._roi_sampler)
         box_branch = {**self._box_branch(features, sampled["rois"], True), **sampled}
-        masks = roi_targets.sample_masks(sampled, gt["gt_boxes"], gt["gt_masks"],
-                                         gt["gt_attributes"], config.mask_head.samples_per_image,
-                                         config.mask_head.mask_size)
-        mask_features = self._roi_features(features, masks["rois"], config.mask_head.roi_size)
+        targets = roi_targets.sample_mask_and_attribute_targets(
+            sampled, gt["gt_boxes"], gt["gt_masks"], gt["gt_attributes"], self._mask_sampler)
+        mask_features = self._roi_features.for_mask_heads(features, targets["rois"])
         outputs = {"rpn": rpn_branch, "box": box_branch,
-                   "mask": {**self._mask_branch(mask_features, True), **masks}}
+                   "mask": {**self._mask_branch(mask_features, True), **targets}}
         if self.attribute_head is not None:
-            outputs["attribute"] = {**self._attribute_branch(mask_features, True), **masks}
+            outputs["attribute"] = {**self._attribute_branch(mask_features, True), **targets}
         return outputs
 
     def _inference_branches(self, features, proposals, image_info) -> Dict[str, Dict]:
-        settings = self._config.postprocess
         box_outputs = self._box_branch(features, proposals["rois"], False)
         detections = postprocess.detect(
             box_outputs["class_logits"], box_outputs["box_deltas"], proposals["rois"], image_info,
-            settings.pre_nms_top_k, settings.score_threshold, settings.nms_iou,
-            settings.max_detections, self._config.static_ops_for_tpu)
-        mask_features = self._roi_features(features, detections["boxes"],
-                                           self._config.mask_head.roi_size)
+            self._detection, self._class_nms)
+        mask_features = self._roi_features.for_mask_heads(features, detections["boxes"])
         mask_logits = self._mask_branch(mask_features, False)["mask_logits"]
         detections["mask_probabilities"] = tf.sigmoid(class_channel(mask_logits,
                                                                      detections["classes"]))
@@ -105,14 +154,8 @@ class AttributeMaskRCNN(tf.keras.Model):
             detections["attribute_probabilities"] = tf.sigmoid(attribute_logits)
         return {"detections": detections, "proposals": proposals}
 
-    def _roi_features(self, features, boxes, size: int) -> tf.Tensor:
-        if self._config.static_ops_for_tpu:
-            return multilevel_roi_align(features, boxes, size)
-        return multilevel_roi_align_by_crops(features, boxes, size)
-
     def _box_branch(self, features, rois, training) -> Dict[str, tf.Tensor]:
-        roi_features = self._roi_features(features, rois, self._config.box_head.roi_size)
-        outputs = self.box_head(roi_features, training=training)
+        outputs = self.box_head(self._roi_features.for_box_head(features, rois), training=training)
         return {key: tf.cast(value, tf.float32) for key, value in outputs.items()}
 
     def _mask_branch(self, mask_features, training) -> Dict[str, tf.Tensor]:

@@ -3,6 +3,7 @@
 Boxes are [ymin, xmin, ymax, xmax] in input pixels; gt tensors are padded with
 -1 (classes, boxes) as the input parser writes them.
 """
+import dataclasses
 from typing import Dict
 
 import tensorflow as tf
@@ -12,13 +13,30 @@ from model.ops import box_ops, matching
 BOX_WEIGHTS = (10.0, 10.0, 5.0, 5.0)
 
 
+@dataclasses.dataclass(frozen=True)
+class RoiSampler:
+    """Which RoIs train the box head: foreground at IoU >= foreground_iou, background
+    in [background_iou_low, background_iou_high), a balanced sample per image."""
+    samples_per_image: int
+    foreground_fraction: float
+    foreground_iou: float
+    background_iou_high: float
+    background_iou_low: float
+
+
+@dataclasses.dataclass(frozen=True)
+class MaskSampler:
+    """How many foreground RoIs per image train the mask and attribute heads, and the
+    side of the mask targets (pixels of the mask head's output)."""
+    samples_per_image: int
+    mask_size: int
+
+
 def sample_rois(rois: tf.Tensor, gt_boxes: tf.Tensor, gt_classes: tf.Tensor,
-                gt_is_crowd: tf.Tensor, samples_per_image: int, foreground_fraction: float,
-                foreground_iou: float, background_iou_high: float,
-                background_iou_low: float) -> Dict[str, tf.Tensor]:
+                gt_is_crowd: tf.Tensor, sampler: RoiSampler) -> Dict[str, tf.Tensor]:
     """Samples RoIs (proposals plus the ground-truth boxes themselves) with targets.
 
-    Returns (K = samples_per_image), foreground slots first:
+    Returns (K = sampler.samples_per_image), foreground slots first:
       rois [B, K, 4]; class_targets int32 [B, K] (0 background);
       box_targets [B, K, 4] (encoded with BOX_WEIGHTS); matched_gt int32 [B, K];
       is_foreground, is_valid bool [B, K].
@@ -28,15 +46,16 @@ def sample_rois(rois: tf.Tensor, gt_boxes: tf.Tensor, gt_classes: tf.Tensor,
     candidate_ok = tf.concat([tf.ones(tf.shape(rois)[:2], tf.bool), is_object], axis=1)
     similarity = box_ops.iou(candidates, gt_boxes)
     matched, labels = matching.match(
-        similarity, tf.logical_and(is_object, tf.logical_not(gt_is_crowd)), foreground_iou,
-        background_iou_high, low_quality_matches=False,
+        similarity, tf.logical_and(is_object, tf.logical_not(gt_is_crowd)),
+        sampler.foreground_iou, sampler.background_iou_high, low_quality_matches=False,
         ignore_region=tf.logical_and(is_object, gt_is_crowd))
     best = tf.reduce_max(tf.where(is_object[:, tf.newaxis, :], similarity, 0.0), axis=-1)
-    labels = tf.where(tf.logical_and(tf.equal(labels, matching.BACKGROUND), best < background_iou_low),
-                      matching.IGNORED, labels)
+    too_far = tf.logical_and(tf.equal(labels, matching.BACKGROUND),
+                             best < sampler.background_iou_low)
+    labels = tf.where(too_far, matching.IGNORED, labels)
     labels = tf.where(candidate_ok, labels, matching.IGNORED)
-    indices, is_valid, is_foreground = matching.balanced_sample(labels, samples_per_image,
-                                                                foreground_fraction)
+    indices, is_valid, is_foreground = matching.balanced_sample(
+        labels, sampler.samples_per_image, sampler.foreground_fraction)
     take = lambda values: tf.gather(values, indices, batch_dims=1)  # noqa: E731
     sampled_rois, sampled_matched = take(candidates), take(matched)
     matched_boxes = tf.gather(gt_boxes, sampled_matched, batch_dims=1)
@@ -51,21 +70,21 @@ def sample_rois(rois: tf.Tensor, gt_boxes: tf.Tensor, gt_classes: tf.Tensor,
     }
 
 
-def sample_masks(sampled: Dict[str, tf.Tensor], gt_boxes: tf.Tensor, gt_masks: tf.Tensor,
-                 gt_attributes: tf.Tensor, samples_per_image: int, mask_size: int
-                 ) -> Dict[str, tf.Tensor]:
-    """Mask and attribute targets for the first ``samples_per_image`` sampled RoIs,
-    which are the foreground ones (``sample_rois`` puts foreground first).
+def sample_mask_and_attribute_targets(sampled: Dict[str, tf.Tensor], gt_boxes: tf.Tensor,
+                                      gt_masks: tf.Tensor, gt_attributes: tf.Tensor,
+                                      sampler: MaskSampler) -> Dict[str, tf.Tensor]:
+    """Mask and attribute targets for the first ``sampler.samples_per_image`` sampled
+    RoIs, which are the foreground ones (``sample_rois`` puts foreground first).
 
     Args:
       gt_masks: [B, M, S, S] masks of each gt box (crop of the box).
       gt_attributes: [B, M, T] multi-hot.
 
-    Returns (R = samples_per_image):
+    Returns (R = sampler.samples_per_image, mask_size = sampler.mask_size):
       rois [B, R, 4]; classes int32 [B, R]; weights float [B, R] (1 for foreground);
       mask_targets [B, R, mask_size, mask_size] 0/1; attribute_targets [B, R, T].
     """
-    count = min(samples_per_image, sampled["rois"].shape[1])
+    count, mask_size = min(sampler.samples_per_image, sampled["rois"].shape[1]), sampler.mask_size
     rois = sampled["rois"][:, :count]
     matched = sampled["matched_gt"][:, :count]
     weights = tf.cast(tf.logical_and(sampled["is_foreground"], sampled["is_valid"])[:, :count],

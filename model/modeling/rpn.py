@@ -2,6 +2,7 @@
 
 Anchors and boxes are [ymin, xmin, ymax, xmax] in pixels of the padded input.
 """
+import dataclasses
 from typing import Dict
 
 import numpy as np
@@ -9,6 +10,24 @@ import tensorflow as tf
 
 from model.ops import box_ops, matching
 from model.ops.nms import batched_nms
+
+
+@dataclasses.dataclass(frozen=True)
+class AnchorSampler:
+    """Which anchors train the RPN: IoU thresholds and a balanced sample per image."""
+    foreground_iou: float
+    background_iou: float
+    samples_per_image: int
+    foreground_fraction: float
+
+
+@dataclasses.dataclass(frozen=True)
+class ProposalSettings:
+    """How many proposals survive: top-k per level before NMS, then the best overall."""
+    pre_nms_top_k: int
+    post_nms_top_k: int
+    nms_iou: float
+    min_box_size: float = 0.0  # pixels; smaller boxes are dropped (0: keep all)
 
 
 def flatten_levels(per_level: Dict[int, tf.Tensor], last_dim: int) -> tf.Tensor:
@@ -25,8 +44,7 @@ def scatter_flags(indices: tf.Tensor, is_valid: tf.Tensor, size: int) -> tf.Tens
 
 
 def anchor_targets(anchors: tf.Tensor, gt_boxes: tf.Tensor, gt_classes: tf.Tensor,
-                   gt_is_crowd: tf.Tensor, foreground_iou: float, background_iou: float,
-                   samples_per_image: int, foreground_fraction: float) -> Dict[str, tf.Tensor]:
+                   gt_is_crowd: tf.Tensor, sampler: AnchorSampler) -> Dict[str, tf.Tensor]:
     """Objectness and box targets of every anchor.
 
     Args:
@@ -45,10 +63,11 @@ def anchor_targets(anchors: tf.Tensor, gt_boxes: tf.Tensor, gt_classes: tf.Tenso
     similarity = box_ops.iou(tiled, gt_boxes)
     is_object = gt_classes > 0
     matched, labels = matching.match(
-        similarity, tf.logical_and(is_object, tf.logical_not(gt_is_crowd)), foreground_iou,
-        background_iou, low_quality_matches=True,
+        similarity, tf.logical_and(is_object, tf.logical_not(gt_is_crowd)),
+        sampler.foreground_iou, sampler.background_iou, low_quality_matches=True,
         ignore_region=tf.logical_and(is_object, gt_is_crowd))
-    indices, is_valid, _ = matching.balanced_sample(labels, samples_per_image, foreground_fraction)
+    indices, is_valid, _ = matching.balanced_sample(labels, sampler.samples_per_image,
+                                                    sampler.foreground_fraction)
     sampled = scatter_flags(indices, is_valid, anchors.shape[0])
     foreground = tf.cast(tf.equal(labels, matching.FOREGROUND), tf.float32)
     matched_boxes = tf.gather(gt_boxes, matched, batch_dims=1)
@@ -62,19 +81,19 @@ def anchor_targets(anchors: tf.Tensor, gt_boxes: tf.Tensor, gt_classes: tf.Tenso
 
 
 def generate_proposals(scores: Dict[int, tf.Tensor], deltas: Dict[int, tf.Tensor],
-                       anchors: Dict[int, tf.Tensor], image_info: tf.Tensor, pre_nms_top_k: int,
-                       post_nms_top_k: int, nms_iou: float, min_box_size: float = 0.0
-                       ) -> Dict[str, tf.Tensor]:
+                       anchors: Dict[int, tf.Tensor], image_info: tf.Tensor,
+                       settings: ProposalSettings) -> Dict[str, tf.Tensor]:
     """Top-scoring decoded anchors per level, NMS per level, then the best overall.
 
     Args:
       scores: {level: [B, H, W, A]} logits; deltas: {level: [B, H, W, 4A]};
       anchors: {level: [H * W * A, 4]}; image_info: [B, 4, 2] (row 1: scaled size).
 
-    Returns:
+    Returns (post_nms_top_k from ``settings``):
       rois: float [B, post_nms_top_k, 4] (zero boxes in unused slots).
       roi_scores: float [B, post_nms_top_k] sigmoid scores (0 in unused slots).
     """
+    pre_nms_top_k, post_nms_top_k = settings.pre_nms_top_k, settings.post_nms_top_k
     valid_height = image_info[:, 1, 0][:, tf.newaxis]
     valid_width = image_info[:, 1, 1][:, tf.newaxis]
     all_boxes, all_scores = [], []
@@ -88,11 +107,12 @@ def generate_proposals(scores: Dict[int, tf.Tensor], deltas: Dict[int, tf.Tensor
                                tf.gather(anchors[level], top_indices))
         boxes = box_ops.clip(boxes, valid_height, valid_width)
         probabilities = tf.sigmoid(top_scores)
-        if min_box_size > 0:
-            big = tf.logical_and(boxes[..., 2] - boxes[..., 0] >= min_box_size,
-                                 boxes[..., 3] - boxes[..., 1] >= min_box_size)
+        if settings.min_box_size > 0:
+            big = tf.logical_and(boxes[..., 2] - boxes[..., 0] >= settings.min_box_size,
+                                 boxes[..., 3] - boxes[..., 1] >= settings.min_box_size)
             probabilities = tf.where(big, probabilities, -1.0)
-        kept, kept_scores, _ = batched_nms(boxes, probabilities, k, nms_iou, score_threshold=0.0)
+        kept, kept_scores, _ = batched_nms(boxes, probabilities, k, settings.nms_iou,
+                                           score_threshold=0.0)
         all_boxes.append(tf.gather(boxes, kept, batch_dims=1))
         all_scores.append(kept_scores)
     boxes = tf.concat(all_boxes, axis=1)
