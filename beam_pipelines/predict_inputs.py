@@ -24,9 +24,9 @@ from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
 from PIL import Image
 
-from beam_pipelines import dead_letters
-from beam_pipelines.image_files import InvalidImage, PreparedImage, prepare_image
-from beam_pipelines.image_ids import image_id_from_path
+from model.dataset import rejections
+from model.dataset.image_files import InvalidImage, PreparedImage, prepare_image
+from model.dataset.image_ids import image_id_from_path
 from beam_pipelines.image_paths import relative_path
 
 NAMESPACE = "predict"
@@ -71,7 +71,7 @@ def checked_image(data: bytes, max_pixels: int) -> PreparedImage:
 
 def _failure(image_id: Optional[int], filename: Optional[str], exc: InvalidImage) -> TaggedOutput:
     count_failure(exc.code)
-    return TaggedOutput(ERRORS, dead_letters.failed_image(image_id, filename, exc.code, str(exc)))
+    return TaggedOutput(ERRORS, rejections.failed_image(image_id, filename, exc.code, str(exc)))
 
 
 class ReadImageFiles(beam.DoFn):

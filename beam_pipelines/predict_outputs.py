@@ -22,7 +22,7 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.pvalue import TaggedOutput
 
-from beam_pipelines import dead_letters
+from model.dataset import rejections
 from beam_pipelines.inference_handlers import InferenceFailed, outputs_of
 from beam_pipelines.predict_inputs import ERRORS, ImageKey, count, count_failure
 
@@ -71,7 +71,7 @@ class ToDetections(beam.DoFn):
         (image_id, filename), result = element
         if isinstance(result, InferenceFailed):
             count_failure("inference_failed")
-            yield TaggedOutput(ERRORS, dead_letters.failed_image(
+            yield TaggedOutput(ERRORS, rejections.failed_image(
                 image_id, filename, "inference_failed", result.reason))
             return
         count("images_predicted")

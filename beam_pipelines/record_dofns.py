@@ -12,13 +12,13 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
 
-from beam_pipelines import dead_letters
+from model.dataset import rejections
 from beam_pipelines.coco_scan import ElementRange
-from beam_pipelines.image_files import InvalidImage, PreparedImage
-from beam_pipelines.image_ids import image_id_from_path
+from model.dataset.image_files import InvalidImage, PreparedImage
+from model.dataset.image_ids import image_id_from_path
 from beam_pipelines.image_paths import relative_path
-from beam_pipelines.json_stream import JsonStreamError, read_elements
-from beam_pipelines.record_builder import (
+from model.dataset.json_stream import JsonStreamError, read_elements
+from model.dataset.record_builder import (
     BuiltRecord, build_annotated_record, build_image_only_record, parse_image_entry)
 from model.label_map import LabelMap
 
@@ -101,7 +101,7 @@ class ReadCocoRange(beam.DoFn):
         _count("images_read")
         _count_failed_image("malformed_image_entry")
         filename = entry.get("file_name") if isinstance(entry, dict) else None
-        yield TaggedOutput(ERRORS, dead_letters.failed_image(
+        yield TaggedOutput(ERRORS, rejections.failed_image(
             image_id, filename, "malformed_image_entry", f"image id {image_id!r} is not an integer"))
 
     @staticmethod
@@ -113,7 +113,7 @@ class ReadCocoRange(beam.DoFn):
         _count("annotations_read")
         _count_skipped_annotations("malformed_annotation")
         annotation_id = annotation.get("id") if isinstance(annotation, dict) else None
-        yield TaggedOutput(ERRORS, dead_letters.skipped_annotation(
+        yield TaggedOutput(ERRORS, rejections.skipped_annotation(
             image_id, None, annotation_id, "malformed_annotation",
             f"annotation image_id {image_id!r} is not an integer"))
 
@@ -163,7 +163,7 @@ class BuildAnnotatedRecords(beam.DoFn):
         except InvalidImage as exc:
             _count_failed_image(exc.code)
             _count_skipped_annotations("image_failed", len(annotations))
-            failure = dead_letters.failed_image(image_id, filename, exc.code, str(exc))
+            failure = rejections.failed_image(image_id, filename, exc.code, str(exc))
             failure["num_annotations"] = len(annotations)
             yield TaggedOutput(ERRORS, failure)
             return
@@ -178,7 +178,7 @@ class BuildAnnotatedRecords(beam.DoFn):
     @staticmethod
     def _skip(image_id, filename, annotation_id, code, reason) -> Dict[str, Any]:
         _count_skipped_annotations(code)
-        return dead_letters.skipped_annotation(image_id, filename, annotation_id, code, reason)
+        return rejections.skipped_annotation(image_id, filename, annotation_id, code, reason)
 
 
 class BuildImageOnlyRecords(beam.DoFn):
@@ -204,7 +204,7 @@ class BuildImageOnlyRecords(beam.DoFn):
             built = build_image_only_record(relative, str(image_id), data)
         except InvalidImage as exc:
             _count_failed_image(exc.code)
-            yield TaggedOutput(ERRORS, dead_letters.failed_image(image_id, relative, exc.code, str(exc)))
+            yield TaggedOutput(ERRORS, rejections.failed_image(image_id, relative, exc.code, str(exc)))
             return
         _count("images_written")
         _count_image(built.image)

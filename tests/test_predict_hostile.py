@@ -11,7 +11,7 @@ import pytest
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 from PIL import Image
 
-from beam_pipelines.image_ids import image_id_from_path
+from model.dataset.image_ids import image_id_from_path
 from beam_pipelines.inference_handlers import InferenceFailed, RetrySingly
 from beam_pipelines.predict_inputs import record_image_id
 from beam_pipelines.predict_outputs import detection_id

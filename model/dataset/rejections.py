@@ -1,8 +1,11 @@
-"""The JSON objects written to ``PREFIX-errors-SSSSS-of-NNNNN.jsonl``.
+"""Rejected inputs and the JSON objects written for them to ``PREFIX-errors-SSSSS-of-NNNNN.jsonl``.
 
-Each has ``image_id``, ``filename``, a short machine-readable ``code`` and a
-human ``reason``; a skipped annotation also has ``annotation_id``.
+Each object has ``image_id``, ``filename``, a short machine-readable ``code``
+and a human ``reason``; a skipped annotation also has ``annotation_id``, and a
+failed annotated image ``num_annotations``. ``json_line`` is the one line each
+object becomes in the errors file (keys sorted, so lines are reproducible).
 """
+import json
 from typing import Any, Dict, Optional
 
 
@@ -23,3 +26,8 @@ def skipped_annotation(image_id: Optional[Any], filename: Optional[str], annotat
                        code: str, reason: str) -> Dict[str, Any]:
     return {"image_id": image_id, "filename": filename, "annotation_id": annotation_id,
             "code": code, "reason": reason}
+
+
+def json_line(record: Dict[str, Any]) -> str:
+    """One error object -> its line in the errors file (no newline)."""
+    return json.dumps(record, sort_keys=True)
