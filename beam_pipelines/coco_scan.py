@@ -12,7 +12,7 @@ from typing import Any, Dict, List, Optional, Set
 
 from apache_beam.io.filesystems import FileSystems
 
-from beam_pipelines.json_stream import JsonStreamError, iter_top_level
+from model.dataset.json_stream import JsonStreamError, iter_top_level
 from model.label_map import LabelMap, LabelMapError
 
 STREAMED_KEYS = ("images", "annotations")

@@ -1,25 +1,53 @@
-"""The JSON objects written to ``PREFIX-errors-SSSSS-of-NNNNN.jsonl``.
+"""Dead letters: the inputs a pipeline rejects, and the one file they are written to.
 
-Each has ``image_id``, ``filename``, a short machine-readable ``code`` and a
-human ``reason``; a skipped annotation also has ``annotation_id``.
+Every DoFn of make_records and predict sends what it cannot use to the tagged
+output ``ERRORS`` as a ``model.dataset.rejections`` object; ``WriteDeadLetters``
+flattens those PCollections and writes one JSON line per object to
+``PREFIX-errors-00000-of-00001.jsonl`` (one shard, so the path is known before
+the job runs).
 """
-from typing import Any, Dict, Optional
+from typing import Any, Optional
+
+import apache_beam as beam
+from apache_beam.pvalue import TaggedOutput
+
+from beam_pipelines.pipeline_metrics import Counters
+from model.dataset import rejections
+
+ERRORS = "errors"
+_SUFFIX = "-errors"
+_EXTENSION = ".jsonl"
+_SHARDS = "-SSSSS-of-NNNNN"
 
 
-class Rejected(ValueError):
-    """An input that cannot be used, with a short machine-readable ``code``."""
-
-    def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code = code
+def errors_path(prefix: str) -> str:
+    """The file ``WriteDeadLetters(prefix)`` writes."""
+    return f"{prefix}{_SUFFIX}-00000-of-00001{_EXTENSION}"
 
 
-def failed_image(image_id: Optional[Any], filename: Optional[str], code: str,
-                 reason: str) -> Dict[str, Any]:
-    return {"image_id": image_id, "filename": filename, "code": code, "reason": reason}
+def failed_image(counters: Counters, image_id: Optional[Any], filename: Optional[str],
+                 error: rejections.Rejected, **extra: Any) -> TaggedOutput:
+    """Counts ``images_failed`` (and ``.code``) and returns the image's dead letter.
+
+    ``extra`` adds fields to the object (make_records: ``num_annotations``).
+    """
+    counters.inc_coded("images_failed", error.code)
+    letter = rejections.failed_image(image_id, filename, error.code, str(error))
+    letter.update(extra)
+    return TaggedOutput(ERRORS, letter)
 
 
-def skipped_annotation(image_id: Optional[Any], filename: Optional[str], annotation_id: Any,
-                       code: str, reason: str) -> Dict[str, Any]:
-    return {"image_id": image_id, "filename": filename, "annotation_id": annotation_id,
-            "code": code, "reason": reason}
+class WriteDeadLetters(beam.PTransform):
+    """A tuple of PCollections of rejection objects -> ``errors_path(prefix)``, one JSON line each."""
+
+    def __init__(self, prefix: str):
+        super().__init__()
+        self._prefix = prefix
+
+    def expand(self, error_collections):
+        return (error_collections
+                | "AllErrors" >> beam.Flatten()
+                | "ErrorsToJson" >> beam.Map(rejections.json_line)
+                | "WriteErrors" >> beam.io.WriteToText(
+                    self._prefix + _SUFFIX, file_name_suffix=_EXTENSION, num_shards=1,
+                    shard_name_template=_SHARDS))

@@ -15,19 +15,19 @@ Without --object_annotations_file, every file matched by --image_dir becomes an
 image-only record (prediction input).
 """
 import argparse
+import functools
 import logging
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
 from apache_beam.io import fileio
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
 
-from beam_pipelines import image_paths, record_dofns
+from beam_pipelines import image_paths, launcher, record_dofns
 from beam_pipelines.coco_scan import (ELEMENTS_PER_RANGE, AnnotationFileError, AnnotationSummary,
                                       scan_annotations)
-from beam_pipelines.pipeline_metrics import counter_values, summary_line
-from beam_pipelines.runner_choice import create_pipeline
+from beam_pipelines.dead_letters import ERRORS, WriteDeadLetters, errors_path
+from beam_pipelines.pipeline_metrics import counter_values
 from model.dataset import record_files
 
 SUMMARY_COUNTERS = ("images_read", "images_written", "images_failed",
@@ -53,14 +53,11 @@ def parse_args(argv: Optional[Sequence[str]]) -> Tuple[argparse.Namespace, List[
     return parser.parse_known_args(argv)
 
 
-def _write_outputs(records, errors, prefix: str, num_shards: int) -> None:
+def _write_outputs(records, errors: tuple, prefix: str, num_shards: int) -> None:
+    """Records -> PREFIX-SSSSS-of-NNNNN.tfrecord; the PCollections of ``errors`` -> dead letters."""
     _ = records | "WriteRecords" >> beam.io.WriteToTFRecord(
         prefix, file_name_suffix=".tfrecord", num_shards=num_shards)
-    _ = (errors
-         | "ErrorsToJson" >> beam.Map(record_dofns.to_json_line)
-         | "WriteErrors" >> beam.io.WriteToText(
-             prefix + "-errors", file_name_suffix=".jsonl", num_shards=1,
-             shard_name_template="-SSSSS-of-NNNNN"))
+    _ = errors | "DeadLetters" >> WriteDeadLetters(prefix)
 
 
 def _locate_images(pipeline: beam.Pipeline, keyed_entries, image_dir: str):
@@ -87,16 +84,15 @@ def build_annotated(pipeline: beam.Pipeline, args: argparse.Namespace,
         | "SpreadRanges" >> beam.Reshuffle()
         | "ReadCocoJson" >> beam.ParDo(record_dofns.ReadCocoRange(
             args.object_annotations_file)).with_outputs(
-                record_dofns.IMAGES, record_dofns.ANNOTATIONS, record_dofns.ERRORS))
+                record_dofns.IMAGES, record_dofns.ANNOTATIONS, ERRORS))
     located = _locate_images(pipeline, entries[record_dofns.IMAGES], args.image_dir)
     built = (
         {record_dofns.IMAGES: located, record_dofns.ANNOTATIONS: entries[record_dofns.ANNOTATIONS]}
         | "GroupByImageId" >> beam.CoGroupByKey()
         | "BuildRecords" >> beam.ParDo(record_dofns.BuildAnnotatedRecords(
-            summary.label_map.dumps(), args.include_masks)).with_outputs(record_dofns.ERRORS, main="records"))
-    errors = ((entries[record_dofns.ERRORS], built[record_dofns.ERRORS])
-              | "AllErrors" >> beam.Flatten())
-    _write_outputs(built.records, errors, args.output_file_prefix, args.num_shards)
+            summary.label_map.dumps(), args.include_masks)).with_outputs(ERRORS, main="records"))
+    _write_outputs(built.records, (entries[ERRORS], built[ERRORS]), args.output_file_prefix,
+                   args.num_shards)
 
 
 def build_image_only(pipeline: beam.Pipeline, args: argparse.Namespace) -> None:
@@ -106,9 +102,8 @@ def build_image_only(pipeline: beam.Pipeline, args: argparse.Namespace) -> None:
         | "MatchImages" >> fileio.MatchFiles(pattern)
         | "ReadImages" >> fileio.ReadMatches()
         | "BuildRecords" >> beam.ParDo(record_dofns.BuildImageOnlyRecords(root)).with_outputs(
-            record_dofns.ERRORS, main="records"))
-    _write_outputs(built.records, built[record_dofns.ERRORS], args.output_file_prefix,
-                   args.num_shards)
+            ERRORS, main="records"))
+    _write_outputs(built.records, (built[ERRORS],), args.output_file_prefix, args.num_shards)
 
 
 def _write_text(path: str, text: str) -> None:
@@ -121,9 +116,6 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -
     args, beam_args = parse_args(argv)
     if args.num_shards < 1 or args.json_elements_per_range < 1:
         raise SystemExit("--num_shards and --json_elements_per_range must be >= 1")
-    options = PipelineOptions(beam_args)
-    options.view_as(SetupOptions).save_main_session = save_main_session
-
     with_annotations = args.object_annotations_file is not None
     if with_annotations:
         summary = scan_annotations(args.object_annotations_file, args.json_elements_per_range)
@@ -131,37 +123,24 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -
         _write_text(labels_path, summary.label_map.dumps())
         logging.info("annotation file: %d images, %d annotations in %d ranges; label map -> %s",
                      summary.num_images, summary.num_annotations, len(summary.ranges), labels_path)
+        build = functools.partial(build_annotated, args=args, summary=summary)
     else:
         pattern, _ = image_paths.glob_and_root(args.image_dir)
         if not FileSystems.match([pattern])[0].metadata_list:
             raise SystemExit(f"no file matches --image_dir {args.image_dir} ({pattern})")
-
-    pipeline = create_pipeline(options)
-    if with_annotations:
-        build_annotated(pipeline, args, summary)
-    else:
-        build_image_only(pipeline, args)
-    result = pipeline.run()
-    result.wait_until_finish()
+        build = functools.partial(build_image_only, args=args)
+    result = launcher.run_to_completion(beam_args, save_main_session, build)
     counters = counter_values(result, record_dofns.NAMESPACE)
-    print(f"records: {args.output_file_prefix}-SSSSS-of-{args.num_shards:05d}.tfrecord")
+    outputs = [("records", f"{args.output_file_prefix}-SSSSS-of-{args.num_shards:05d}.tfrecord")]
     if with_annotations:
-        print(f"label map: {args.output_file_prefix}-labels.json")
-    print(f"errors: {args.output_file_prefix}-errors-00000-of-00001.jsonl")
-    details = {name: value for name, value in sorted(counters.items()) if "." in name
-               or name in ("images_converted", "images_resized", "annotations_read")}
-    if details:
-        print(" ".join(f"{name}={value}" for name, value in details.items()))
-    print(summary_line(counters, SUMMARY_COUNTERS), flush=True)
+        outputs.append(("label map", labels_path))
+    outputs.append(("errors", errors_path(args.output_file_prefix)))
+    launcher.report(outputs, counters, SUMMARY_COUNTERS)
     return counters
 
 
 def main() -> None:
-    logging.getLogger().setLevel(logging.INFO)
-    try:
-        run()
-    except AnnotationFileError as exc:
-        raise SystemExit(f"error: {exc}") from None
+    launcher.main(run, (AnnotationFileError,))
 
 
 if __name__ == "__main__":

@@ -12,20 +12,19 @@ Every image read is either predicted or in the errors file; the last line
 printed is ``images_read=N images_predicted=N images_failed=N detections_written=N``.
 """
 import argparse
-import logging
+import functools
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
 from apache_beam.io import fileio
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
-from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
 
-from beam_pipelines import image_paths, predict_inputs, predict_outputs, rle
+from beam_pipelines import image_paths, launcher, predict_inputs, predict_outputs, rle
+from beam_pipelines.dead_letters import ERRORS, WriteDeadLetters, errors_path
 from beam_pipelines.inference_handlers import (RetrySingly, SavedModelSignatureHandler,
                                                example_handler)
-from beam_pipelines.pipeline_metrics import counter_values, summary_line
-from beam_pipelines.runner_choice import create_pipeline
+from beam_pipelines.pipeline_metrics import counter_values
 from beam_pipelines.saved_model_check import (EXAMPLE_INPUT, EXAMPLE_SIGNATURE, IMAGE_INPUT,
                                               IMAGE_SIGNATURE, ModelError, check_signature)
 
@@ -88,11 +87,11 @@ def read_inputs(pipeline: beam.Pipeline, args: argparse.Namespace):
                 | "MatchImages" >> fileio.MatchFiles(pattern)
                 | "ReadImages" >> fileio.ReadMatches()
                 | "CheckImages" >> beam.ParDo(predict_inputs.ReadImageFiles(
-                    root, args.max_image_pixels)).with_outputs(predict_inputs.ERRORS, main="inputs"))
+                    root, args.max_image_pixels)).with_outputs(ERRORS, main="inputs"))
     return (pipeline
             | "ReadRecords" >> beam.io.ReadFromTFRecord(args.tfrecords)
             | "CheckRecords" >> beam.ParDo(predict_inputs.ReadRecords(
-                args.max_image_pixels)).with_outputs(predict_inputs.ERRORS, main="inputs"))
+                args.max_image_pixels)).with_outputs(ERRORS, main="inputs"))
 
 
 def build(pipeline: beam.Pipeline, args: argparse.Namespace, handler: KeyedModelHandler) -> None:
@@ -101,19 +100,14 @@ def build(pipeline: beam.Pipeline, args: argparse.Namespace, handler: KeyedModel
         inputs.inputs
         | "RunInference" >> RunInference(handler)
         | "SelectDetections" >> beam.ParDo(predict_outputs.ToDetections(
-            args.min_score_threshold)).with_outputs(predict_inputs.ERRORS, main="detections"))
+            args.min_score_threshold)).with_outputs(ERRORS, main="detections"))
     _ = (detections.detections
          | "EncodeMasksRle" >> beam.ParDo(rle.EncodeMasksRle(MASK_THRESHOLD))
          | "ToJsonLines" >> beam.FlatMap(predict_outputs.to_json_lines, args.attribute_threshold)
          | "WriteDetections" >> beam.io.WriteToText(
              args.output, file_name_suffix=".jsonl", num_shards=args.num_shards,
              shard_name_template="-SSSSS-of-NNNNN"))
-    _ = ((inputs[predict_inputs.ERRORS], detections[predict_inputs.ERRORS])
-         | "AllErrors" >> beam.Flatten()
-         | "ErrorsToJson" >> beam.Map(predict_outputs.error_line)
-         | "WriteErrors" >> beam.io.WriteToText(
-             args.output + "-errors", file_name_suffix=".jsonl", num_shards=1,
-             shard_name_template="-SSSSS-of-NNNNN"))
+    _ = (inputs[ERRORS], detections[ERRORS]) | "DeadLetters" >> WriteDeadLetters(args.output)
 
 
 def _check_inputs_exist(args: argparse.Namespace) -> None:
@@ -131,34 +125,21 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -
     args, beam_args = parse_args(argv)
     handler = model_handler(args)
     _check_inputs_exist(args)
-    options = PipelineOptions(beam_args)
-    options.view_as(SetupOptions).save_main_session = save_main_session
-    pipeline = create_pipeline(options)
-    build(pipeline, args, handler)
-    result = pipeline.run()
-    result.wait_until_finish()
+    result = launcher.run_to_completion(beam_args, save_main_session,
+                                        functools.partial(build, args=args, handler=handler))
     counters = counter_values(result, predict_inputs.NAMESPACE)
     for name in SUMMARY_COUNTERS:
         counters.setdefault(name, 0)
     counters.update({f"{rle.NAMESPACE}.{name}": value
                      for name, value in counter_values(result, rle.NAMESPACE).items()})
     shards = f"{args.num_shards:05d}" if args.num_shards else "NNNNN"
-    print(f"detections: {args.output}-SSSSS-of-{shards}.jsonl")
-    print(f"errors: {args.output}-errors-00000-of-00001.jsonl")
-    details = {name: value for name, value in sorted(counters.items())
-               if name not in SUMMARY_COUNTERS}
-    if details:
-        print(" ".join(f"{name}={value}" for name, value in details.items()))
-    print(summary_line(counters, SUMMARY_COUNTERS), flush=True)
+    launcher.report([("detections", f"{args.output}-SSSSS-of-{shards}.jsonl"),
+                     ("errors", errors_path(args.output))], counters, SUMMARY_COUNTERS)
     return counters
 
 
 def main() -> None:
-    logging.getLogger().setLevel(logging.INFO)
-    try:
-        run()
-    except ModelError as exc:
-        raise SystemExit(f"error: {exc}") from None
+    launcher.main(run, (ModelError,))
 
 
 if __name__ == "__main__":

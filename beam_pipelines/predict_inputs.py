@@ -20,31 +20,20 @@ import io
 from typing import Any, Iterable, Optional, Tuple
 
 import apache_beam as beam
-from apache_beam.metrics import Metrics
-from apache_beam.pvalue import TaggedOutput
 from PIL import Image
 
 from beam_pipelines import dead_letters
-from beam_pipelines.image_files import InvalidImage, PreparedImage, prepare_image
-from beam_pipelines.image_ids import image_id_from_path
-from beam_pipelines.image_paths import relative_path
+from beam_pipelines.matched_images import ReadMatchedImages
+from beam_pipelines.pipeline_metrics import Counters
+from model.dataset.image_files import InvalidImage, PreparedImage, prepare_image
+from model.dataset.image_ids import record_image_id
 
 NAMESPACE = "predict"
-ERRORS = "errors"
+COUNTERS = Counters(NAMESPACE)
 # 50 megapixels: above any camera photo a fashion catalogue uses (a 45 MP
 # full-frame camera gives 8256 x 5504), far below what breaks a worker.
 DEFAULT_MAX_PIXELS = 50_000_000
 ImageKey = Tuple[int, str]  # (image_id, filename)
-
-
-def count(name: str, value: int = 1) -> None:
-    if value:
-        Metrics.counter(NAMESPACE, name).inc(value)
-
-
-def count_failure(code: str) -> None:
-    count("images_failed")
-    count(f"images_failed.{code}")
 
 
 def check_pixels(data: bytes, max_pixels: int) -> None:
@@ -65,16 +54,11 @@ def checked_image(data: bytes, max_pixels: int) -> PreparedImage:
     """Image bytes the model can decode, or InvalidImage with a code and a reason."""
     check_pixels(data, max_pixels)
     prepared = prepare_image(data)
-    count("images_converted", int(prepared.data is not data))
+    COUNTERS.inc("images_converted", int(prepared.data is not data))
     return prepared
 
 
-def _failure(image_id: Optional[int], filename: Optional[str], exc: InvalidImage) -> TaggedOutput:
-    count_failure(exc.code)
-    return TaggedOutput(ERRORS, dead_letters.failed_image(image_id, filename, exc.code, str(exc)))
-
-
-class ReadImageFiles(beam.DoFn):
+class ReadImageFiles(ReadMatchedImages):
     """Beam ReadableFile -> ((image_id, relative path), image bytes); failures to ``errors``.
 
     ``image_id`` is ``image_id_from_path`` of the path relative to ``root``, the
@@ -82,36 +66,16 @@ class ReadImageFiles(beam.DoFn):
     """
 
     def __init__(self, root: str, max_pixels: int):
-        self._root = root
+        super().__init__(root, COUNTERS)
         self._max_pixels = max_pixels
 
-    def process(self, readable_file) -> Iterable[Any]:
-        count("images_read")
-        relative = relative_path(readable_file.metadata.path, self._root)
-        image_id = image_id_from_path(relative)
-        try:
-            try:
-                data = readable_file.read()
-            except Exception as exc:  # vanished or unreadable since it was matched
-                raise InvalidImage("unreadable_file", f"cannot read {relative}: {exc}") from None
-            prepared = checked_image(data, self._max_pixels)
-        except InvalidImage as exc:
-            yield _failure(image_id, relative, exc)
-            return
-        yield (image_id, relative), prepared.data
+    def accept(self, image_id: int, relative: str, data: bytes) -> Tuple[ImageKey, bytes]:
+        return (image_id, relative), checked_image(data, self._max_pixels).data
 
 
 def _feature_bytes(example, key: str) -> Optional[bytes]:
     values = example.features.feature[key].bytes_list.value if key in example.features.feature else []
     return values[0] if values else None
-
-
-def record_image_id(source_id: Optional[str], filename: str) -> int:
-    """``image/source_id`` when it is a decimal integer below 2^53, else a hash of it
-    (or of the filename when it is missing), as for image files."""
-    if source_id and source_id.isdigit() and int(source_id) < 2 ** 53:
-        return int(source_id)
-    return image_id_from_path(source_id or filename)
 
 
 class ReadRecords(beam.DoFn):
@@ -132,7 +96,7 @@ class ReadRecords(beam.DoFn):
         self._example_class = tf.train.Example
 
     def process(self, serialized: bytes) -> Iterable[Any]:
-        count("images_read")
+        COUNTERS.inc("images_read")
         schema = self._schema
         image_id, filename = None, None
         try:
@@ -148,7 +112,7 @@ class ReadRecords(beam.DoFn):
                 raise InvalidImage("malformed_record", f"record has no {schema.ENCODED}")
             prepared = checked_image(data, self._max_pixels)
         except InvalidImage as exc:
-            yield _failure(image_id, filename, exc)
+            yield dead_letters.failed_image(COUNTERS, image_id, filename, exc)
             return
         if prepared.data is not data:
             example.features.feature[schema.ENCODED].bytes_list.value[:] = [prepared.data]

@@ -20,11 +20,11 @@ from typing import Any, Dict, Iterable, Tuple
 
 import apache_beam as beam
 import numpy as np
-from apache_beam.pvalue import TaggedOutput
 
 from beam_pipelines import dead_letters
 from beam_pipelines.inference_handlers import InferenceFailed, outputs_of
-from beam_pipelines.predict_inputs import ERRORS, ImageKey, count, count_failure
+from beam_pipelines.predict_inputs import COUNTERS, ImageKey
+from model.dataset.rejections import Rejected
 
 MAX_SLOTS = 1024
 
@@ -70,11 +70,10 @@ class ToDetections(beam.DoFn):
     def process(self, element: Tuple[ImageKey, Any]) -> Iterable[Any]:
         (image_id, filename), result = element
         if isinstance(result, InferenceFailed):
-            count_failure("inference_failed")
-            yield TaggedOutput(ERRORS, dead_letters.failed_image(
-                image_id, filename, "inference_failed", result.reason))
+            yield dead_letters.failed_image(COUNTERS, image_id, filename,
+                                            Rejected("inference_failed", result.reason))
             return
-        count("images_predicted")
+        COUNTERS.inc("images_predicted")
         yield (image_id, filename), select_detections(outputs_of(result), self._min_score)
 
 
@@ -112,9 +111,5 @@ def to_json_lines(element: Tuple[ImageKey, Dict[str, Any]],
                   attribute_threshold: float) -> Iterable[str]:
     lines = [json.dumps(item, separators=(",", ":"))
              for item in detection_objects(*element, attribute_threshold)]
-    count("detections_written", len(lines))
+    COUNTERS.inc("detections_written", len(lines))
     return lines
-
-
-def error_line(record: Dict[str, Any]) -> str:
-    return json.dumps(record, sort_keys=True)

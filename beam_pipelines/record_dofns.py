@@ -4,43 +4,28 @@ Counters live in the ``make_records`` namespace: images_read / written / failed,
 annotations_read / written / skipped, plus ``images_failed.<code>``,
 ``annotations_skipped.<code>``, ``images_converted`` and ``images_resized``.
 """
-import json
 from typing import Any, Dict, Iterable, List, Optional
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
 
 from beam_pipelines import dead_letters
 from beam_pipelines.coco_scan import ElementRange
-from beam_pipelines.image_files import InvalidImage, PreparedImage
-from beam_pipelines.image_ids import image_id_from_path
-from beam_pipelines.image_paths import relative_path
-from beam_pipelines.json_stream import JsonStreamError, read_elements
-from beam_pipelines.record_builder import (
+from beam_pipelines.dead_letters import ERRORS
+from beam_pipelines.matched_images import ReadMatchedImages
+from beam_pipelines.pipeline_metrics import Counters
+from model.dataset import rejections
+from model.dataset.image_files import InvalidImage
+from model.dataset.json_stream import JsonStreamError, read_elements
+from model.dataset.record_builder import (
     BuiltRecord, build_annotated_record, build_image_only_record, parse_image_entry)
 from model.label_map import LabelMap
 
 NAMESPACE = "make_records"
-ERRORS = "errors"
+COUNTERS = Counters(NAMESPACE)
 IMAGES = "images"
 ANNOTATIONS = "annotations"
-
-
-def _count(name: str, value: int = 1) -> None:
-    if value:
-        Metrics.counter(NAMESPACE, name).inc(value)
-
-
-def _count_failed_image(code: str) -> None:
-    _count("images_failed")
-    _count(f"images_failed.{code}")
-
-
-def _count_skipped_annotations(code: str, number: int = 1) -> None:
-    _count("annotations_skipped", number)
-    _count(f"annotations_skipped.{code}", number)
 
 
 def _valid_id(value: Any) -> bool:
@@ -50,6 +35,14 @@ def _valid_id(value: Any) -> bool:
 def _annotation_order(annotation: Dict) -> tuple:
     annotation_id = annotation.get("id")
     return (0, annotation_id, "") if _valid_id(annotation_id) else (1, 0, repr(annotation_id))
+
+
+def _skipped(image_id: Any, filename: Optional[str], annotation_id: Any, code: str,
+             reason: str) -> TaggedOutput:
+    """Counts ``annotations_skipped`` (and ``.code``) and returns the annotation's dead letter."""
+    COUNTERS.inc_coded("annotations_skipped", code)
+    return TaggedOutput(ERRORS, rejections.skipped_annotation(image_id, filename, annotation_id,
+                                                              code, reason))
 
 
 def read_file(path: str) -> bytes:
@@ -66,9 +59,10 @@ def read_file(path: str) -> bytes:
         raise InvalidImage(code, f"cannot read {path}: {message}") from None
 
 
-def _count_image(image: PreparedImage) -> None:
-    _count("images_converted", int(image.converted_from_mode is not None))
-    _count("images_resized", int(image.resized_from is not None))
+def _count_written(built: BuiltRecord) -> None:
+    COUNTERS.inc("images_written")
+    COUNTERS.inc("images_converted", int(built.image.converted_from_mode is not None))
+    COUNTERS.inc("images_resized", int(built.image.resized_from is not None))
 
 
 class ReadCocoRange(beam.DoFn):
@@ -98,11 +92,10 @@ class ReadCocoRange(beam.DoFn):
         if _valid_id(image_id):
             yield TaggedOutput(IMAGES, (image_id, entry))
             return
-        _count("images_read")
-        _count_failed_image("malformed_image_entry")
+        COUNTERS.inc("images_read")
         filename = entry.get("file_name") if isinstance(entry, dict) else None
-        yield TaggedOutput(ERRORS, dead_letters.failed_image(
-            image_id, filename, "malformed_image_entry", f"image id {image_id!r} is not an integer"))
+        yield dead_letters.failed_image(COUNTERS, image_id, filename, rejections.Rejected(
+            "malformed_image_entry", f"image id {image_id!r} is not an integer"))
 
     @staticmethod
     def _annotation(annotation: Any) -> Iterable[TaggedOutput]:
@@ -110,12 +103,10 @@ class ReadCocoRange(beam.DoFn):
         if _valid_id(image_id):
             yield TaggedOutput(ANNOTATIONS, (image_id, annotation))
             return
-        _count("annotations_read")
-        _count_skipped_annotations("malformed_annotation")
+        COUNTERS.inc("annotations_read")
         annotation_id = annotation.get("id") if isinstance(annotation, dict) else None
-        yield TaggedOutput(ERRORS, dead_letters.skipped_annotation(
-            image_id, None, annotation_id, "malformed_annotation",
-            f"annotation image_id {image_id!r} is not an integer"))
+        yield _skipped(image_id, None, annotation_id, "malformed_annotation",
+                       f"annotation image_id {image_id!r} is not an integer")
 
 
 class BuildAnnotatedRecords(beam.DoFn):
@@ -138,19 +129,18 @@ class BuildAnnotatedRecords(beam.DoFn):
         located = list(grouped[IMAGES])
         # Grouping does not keep file order; sorting by id makes records reproducible.
         annotations = sorted(grouped[ANNOTATIONS], key=_annotation_order)
-        _count("annotations_read", len(annotations))
+        COUNTERS.inc("annotations_read", len(annotations))
         if not located:
             for annotation in annotations:
-                yield TaggedOutput(ERRORS, self._skip(
-                    image_id, None, annotation.get("id"), "unknown_image",
-                    f"image_id {image_id} is not in 'images'"))
+                yield _skipped(image_id, None, annotation.get("id"), "unknown_image",
+                               f"image_id {image_id} is not in 'images'")
             return
         for entry, path in located:
             yield from self._build(image_id, entry, path, annotations)
 
     def _build(self, image_id: int, raw_entry: Dict, path: Optional[str],
                annotations: List[Any]) -> Iterable[Any]:
-        _count("images_read")
+        COUNTERS.inc("images_read")
         filename = raw_entry.get("file_name")
         try:
             entry = parse_image_entry(raw_entry)
@@ -161,55 +151,31 @@ class BuildAnnotatedRecords(beam.DoFn):
             built: BuiltRecord = build_annotated_record(
                 entry, annotations, data, self._label_map, self._include_masks)
         except InvalidImage as exc:
-            _count_failed_image(exc.code)
-            _count_skipped_annotations("image_failed", len(annotations))
-            failure = dead_letters.failed_image(image_id, filename, exc.code, str(exc))
-            failure["num_annotations"] = len(annotations)
-            yield TaggedOutput(ERRORS, failure)
+            COUNTERS.inc_coded("annotations_skipped", "image_failed", len(annotations))
+            yield dead_letters.failed_image(COUNTERS, image_id, filename, exc,
+                                            num_annotations=len(annotations))
             return
-        _count("images_written")
-        _count_image(built.image)
-        _count("annotations_written", built.num_instances)
+        _count_written(built)
+        COUNTERS.inc("annotations_written", built.num_instances)
         for skipped in built.skipped:
-            yield TaggedOutput(ERRORS, self._skip(
-                image_id, filename, skipped.annotation_id, skipped.code, skipped.reason))
+            yield _skipped(image_id, filename, skipped.annotation_id, skipped.code, skipped.reason)
         yield built.serialized
 
-    @staticmethod
-    def _skip(image_id, filename, annotation_id, code, reason) -> Dict[str, Any]:
-        _count_skipped_annotations(code)
-        return dead_letters.skipped_annotation(image_id, filename, annotation_id, code, reason)
 
-
-class BuildImageOnlyRecords(beam.DoFn):
+class BuildImageOnlyRecords(ReadMatchedImages):
     """Beam ``ReadableFile`` -> serialized image-only record (for prediction input).
 
     ``image/filename`` is the path relative to ``root``; ``image/source_id`` is
-    ``image_id_from_path`` of it.
+    ``image_id_from_path`` of it (see ``ReadMatchedImages``).
     """
 
     def __init__(self, root: str):
-        self._root = root
+        super().__init__(root, COUNTERS)
 
-    def process(self, readable_file) -> Iterable[Any]:
-        _count("images_read")
-        path = readable_file.metadata.path
-        relative = relative_path(path, self._root)
-        image_id = image_id_from_path(relative)
-        try:
-            try:
-                data = readable_file.read()
-            except Exception as exc:  # the file vanished or cannot be read since it was matched
-                raise InvalidImage("unreadable_file", f"cannot read {path}: {exc}") from None
-            built = build_image_only_record(relative, str(image_id), data)
-        except InvalidImage as exc:
-            _count_failed_image(exc.code)
-            yield TaggedOutput(ERRORS, dead_letters.failed_image(image_id, relative, exc.code, str(exc)))
-            return
-        _count("images_written")
-        _count_image(built.image)
-        yield built.serialized
+    def unreadable_name(self, path: str, relative: str) -> str:
+        return path  # make_records' reasons name the matched path in full
 
-
-def to_json_line(record: Dict[str, Any]) -> str:
-    return json.dumps(record, sort_keys=True)
+    def accept(self, image_id: int, relative: str, data: bytes) -> bytes:
+        built = build_image_only_record(relative, str(image_id), data)
+        _count_written(built)
+        return built.serialized

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 
-from beam_pipelines.coco_annotations import (InvalidAnnotation, compressed_rle_total,
+from model.dataset.coco_annotations import (InvalidAnnotation, compressed_rle_total,
                                              parse_annotation, segmentation_to_rle)
 from model.label_map import LabelMap
 

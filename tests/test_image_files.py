@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from beam_pipelines.image_files import InvalidImage, prepare_image
+from model.dataset.image_files import InvalidImage, prepare_image
 
 PIXELS = np.random.default_rng(0).integers(0, 255, (30, 40, 3), np.uint8)
 

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from beam_pipelines.json_stream import JsonStreamError, iter_top_level, read_elements
+from model.dataset.json_stream import JsonStreamError, iter_top_level, read_elements
 
 DOCUMENT = {
     "info": {"description": "x", "nested": [1, {"a": "b"}]},

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from beam_pipelines.coco_scan import AnnotationFileError
-from beam_pipelines.image_ids import image_id_from_path
+from model.dataset.image_ids import image_id_from_path
 from model.synthetic.generate import SyntheticConfig, generate_split
 from tests.record_reading import (as_text, read_errors, read_label_map, read_records,
                                   run_make_records)
@@ -214,7 +214,7 @@ def test_no_matching_image_is_a_clear_error(tmp_path):
 
 def test_scan_cuts_arrays_into_ranges_that_cover_every_element(all_forms_dataset):
     from beam_pipelines.coco_scan import scan_annotations
-    from beam_pipelines.json_stream import read_elements
+    from model.dataset.json_stream import read_elements
     json_path, _ = all_forms_dataset
     with open(json_path) as stream:
         document = json.load(stream)

@@ -9,7 +9,7 @@ import tensorflow as tf
 from PIL import Image
 from pycocotools import mask as coco_mask
 
-from beam_pipelines.image_ids import image_id_from_path
+from model.dataset.image_ids import image_id_from_path
 from model.masks.paste import paste_masks
 from model.synthetic.generate import SyntheticConfig, generate_split
 from tests.conftest import FIXTURES

@@ -3,7 +3,7 @@ import os
 
 from PIL import Image
 
-from beam_pipelines.image_ids import image_id_from_path
+from model.dataset.image_ids import image_id_from_path
 from model.synthetic.generate import SyntheticConfig, generate_split
 from tests.gcs_emulator import download_matching, running_emulator, upload_tree
 from tests.prediction_helpers import check_detections, read_detections, read_errors, run_predict, tiny_model

@@ -11,11 +11,10 @@ import pytest
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 from PIL import Image
 
-from beam_pipelines.image_ids import image_id_from_path
 from beam_pipelines.inference_handlers import InferenceFailed, RetrySingly
-from beam_pipelines.predict_inputs import record_image_id
 from beam_pipelines.predict_outputs import detection_id
 from beam_pipelines.saved_model_check import ModelError
+from model.dataset.image_ids import image_id_from_path, record_image_id
 from model.synthetic.generate import SyntheticConfig, generate_split
 from tests.prediction_helpers import (check_detections, read_detections, read_errors, run_predict,
                                       tiny_model)

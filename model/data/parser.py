@@ -13,7 +13,8 @@ Output:
   image: float32 [H, W, 3], normalised with ImageNet mean/std.
   labels:
     image_info: float32 [4, 2] = [[orig h, w], [scaled h, w], [scale y, x], [offset y, x]].
-    source_id: int64 [] (-1 when not a decimal number).
+    source_id: int64 [] the image id (``model.dataset.image_ids``: NON_DECIMAL_SOURCE_ID when
+      the record's id is not decimal).
     num_instances: int32 [] valid instances before padding.
     gt_boxes: float32 [M, 4] [ymin, xmin, ymax, xmax] in output pixels, -1 padded.
     gt_classes: int32 [M] model classes 1..N, -1 padded.
@@ -28,6 +29,7 @@ import tensorflow as tf
 
 from model.config.schema import ExperimentConfig
 from model.data import augment, autoaugment
+from model.dataset.image_ids import source_id_to_image_id
 from model.ops import box_ops
 from model.record_schema import RecordDecoder
 
@@ -117,7 +119,7 @@ class Parser:
         output_boxes = instances["boxes"]
         labels = {
             "image_info": image_info,
-            "source_id": _source_id_number(data["source_id"]),
+            "source_id": source_id_to_image_id(data["source_id"]),
             "num_instances": tf.minimum(tf.shape(output_boxes)[0], settings.max_num_instances),
             "gt_boxes": augment.pad_to(output_boxes, settings.max_num_instances, -1.0),
             "gt_classes": augment.pad_to(instances["classes"], settings.max_num_instances, -1),
@@ -185,12 +187,6 @@ def _keep_nonempty(boxes: tf.Tensor, fields: Dict[str, tf.Tensor]) -> Dict[str, 
     kept = {key: tf.boolean_mask(value, keep) for key, value in fields.items()}
     kept["boxes"] = tf.boolean_mask(boxes, keep)
     return kept
-
-
-def _source_id_number(source_id: tf.Tensor) -> tf.Tensor:
-    is_number = tf.strings.regex_full_match(source_id, r"[0-9]{1,18}")
-    return tf.cond(is_number, lambda: tf.strings.to_number(source_id, tf.int64),
-                   lambda: tf.constant(-1, tf.int64))
 
 
 def make_dataset(file_pattern: str, parser: Parser, batch_size: int, training: bool,

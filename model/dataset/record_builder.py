@@ -4,8 +4,8 @@ from typing import Any, List, Mapping, Sequence
 
 import numpy as np
 
-from beam_pipelines.coco_annotations import InvalidAnnotation, Instance, parse_annotation
-from beam_pipelines.image_files import InvalidImage, PreparedImage, prepare_image
+from model.dataset.coco_annotations import InvalidAnnotation, Instance, parse_annotation
+from model.dataset.image_files import InvalidImage, PreparedImage, prepare_image
 from model import record_schema
 from model.label_map import LabelMap
 from model.masks.png import encode_mask_png

@@ -13,7 +13,7 @@ from typing import Optional, Tuple
 import numpy as np
 from PIL import Image
 
-from beam_pipelines.dead_letters import Rejected
+from model.dataset.rejections import Rejected
 
 JPEG_QUALITY = 95
 # A reduced-scale JPEG decode still reads the whole entropy-coded stream, so it

@@ -13,7 +13,7 @@ from typing import Any, List, Mapping, Optional, Tuple
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from beam_pipelines.dead_letters import Rejected
+from model.dataset.rejections import Rejected
 from model.label_map import LabelMap
 
 

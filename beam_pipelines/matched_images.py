@@ -1,0 +1,55 @@
+"""Images matched by a glob: read one file, name it, hand it on or reject it.
+
+make_records (image-only records) and predict (``--images``) both start from
+``fileio.MatchFiles`` + ``ReadMatches``. ``ReadMatchedImages`` names each file
+by its path relative to the input root, gives it the id ``image_id_from_path``
+of that name (so both pipelines give a file the same id), reads its bytes and
+passes ``(image_id, relative path, bytes)`` to the subclass's ``accept``. An
+``InvalidImage`` from reading or from ``accept`` becomes the image's dead letter.
+"""
+from typing import Any, Iterable
+
+import apache_beam as beam
+
+from beam_pipelines import dead_letters
+from beam_pipelines.image_paths import relative_path
+from beam_pipelines.pipeline_metrics import Counters
+from model.dataset.image_files import InvalidImage
+from model.dataset.image_ids import image_id_from_path
+
+
+class ReadMatchedImages(beam.DoFn):
+    """Beam ``ReadableFile`` -> ``accept``'s output; failures to ``dead_letters.ERRORS``.
+
+    Counts ``images_read`` for every file and ``images_failed`` (``.code``) for
+    every rejected one, in ``counters``.
+    """
+
+    def __init__(self, root: str, counters: Counters):
+        self._root = root
+        self._counters = counters
+
+    def accept(self, image_id: int, relative: str, data: bytes) -> Any:
+        """The main output for one file's bytes; raises InvalidImage to reject it."""
+        raise NotImplementedError
+
+    def unreadable_name(self, path: str, relative: str) -> str:
+        """How the reason of an ``unreadable_file`` names the file (the relative path)."""
+        return relative
+
+    def process(self, readable_file) -> Iterable[Any]:
+        self._counters.inc("images_read")
+        path = readable_file.metadata.path
+        relative = relative_path(path, self._root)
+        image_id = image_id_from_path(relative)
+        try:
+            try:
+                data = readable_file.read()
+            except Exception as exc:  # the file vanished or cannot be read since it was matched
+                raise InvalidImage("unreadable_file", f"cannot read "
+                                   f"{self.unreadable_name(path, relative)}: {exc}") from None
+            output = self.accept(image_id, relative, data)
+        except InvalidImage as exc:
+            yield dead_letters.failed_image(self._counters, image_id, relative, exc)
+            return
+        yield output
