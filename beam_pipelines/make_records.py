@@ -56,7 +56,8 @@ def parse_args(argv: Optional[Sequence[str]]) -> Tuple[argparse.Namespace, List[
 def _write_outputs(records, errors: tuple, prefix: str, num_shards: int) -> None:
     """Records -> PREFIX-SSSSS-of-NNNNN.tfrecord; the PCollections of ``errors`` -> dead letters."""
     _ = records | "WriteRecords" >> beam.io.WriteToTFRecord(
-        prefix, file_name_suffix=".tfrecord", num_shards=num_shards)
+        prefix, file_name_suffix=record_files.RECORD_SUFFIX, num_shards=num_shards,
+        shard_name_template=record_files.SHARD_TEMPLATE)
     _ = errors | "DeadLetters" >> WriteDeadLetters(prefix)
 
 
@@ -131,7 +132,7 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -
         build = functools.partial(build_image_only, args=args)
     result = launcher.run_to_completion(beam_args, save_main_session, build)
     counters = counter_values(result, record_dofns.NAMESPACE)
-    outputs = [("records", f"{args.output_file_prefix}-SSSSS-of-{args.num_shards:05d}.tfrecord")]
+    outputs = [("records", record_files.shards_path(args.output_file_prefix, args.num_shards))]
     if with_annotations:
         outputs.append(("label map", labels_path))
     outputs.append(("errors", errors_path(args.output_file_prefix)))

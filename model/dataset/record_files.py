@@ -18,12 +18,20 @@ from model.label_map import LabelMap
 
 # The label map's name in model_dir and among a SavedModel's assets.
 LABELS_FILE = "labels.json"
+# The record shards: PREFIX + SHARD_TEMPLATE + RECORD_SUFFIX (Beam's shard name template).
+SHARD_TEMPLATE = "-SSSSS-of-NNNNN"
+RECORD_SUFFIX = ".tfrecord"
 # A record shard's name: group 1 the prefix, group 2 the shard total (NNNNN).
 SHARD_NAME = re.compile(r"^(.*)-\d{5}-of-(\d{5})\.tfrecord(\.gz)?$")
 
 
 class LabelMapMismatch(ValueError):
     """A label map does not fit the model's class or attribute counts."""
+
+
+def shards_path(prefix: str, num_shards: int) -> str:
+    """``PREFIX-SSSSS-of-NNNNN.tfrecord`` with the shard total filled in, for messages."""
+    return f"{prefix}-SSSSS-of-{num_shards:05d}{RECORD_SUFFIX}"
 
 
 def labels_file(prefix: str) -> str:
