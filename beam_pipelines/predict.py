@@ -13,6 +13,7 @@ printed is ``images_read=N images_predicted=N images_failed=N detections_written
 """
 import argparse
 import logging
+import sys
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
@@ -158,7 +159,8 @@ def main() -> None:
     try:
         run()
     except ModelError as exc:
-        raise SystemExit(f"error: {exc}") from None
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":
