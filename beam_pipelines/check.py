@@ -160,7 +160,8 @@ def main() -> None:
     try:
         missing = run()
     except (ModelError, ValueError) as exc:
-        raise SystemExit(f"error: {exc}") from None
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     if missing:
         raise SystemExit(f"missing {len(missing)} expected mask(s): {', '.join(missing)}")
 

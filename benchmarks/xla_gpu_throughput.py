@@ -219,8 +219,12 @@ def main() -> None:
     runner.add_argument("--only", default="", help="run the artifacts whose name contains this")
     args = parser.parse_args()
     if args.command == "export":
-        export(args.config, args.image_size,
-               [int(b) for b in args.batch_sizes.split(",")], args.out_dir)
+        from model.config import ConfigError
+        try:
+            export(args.config, args.image_size,
+                   [int(b) for b in args.batch_sizes.split(",")], args.out_dir)
+        except ConfigError as error:
+            parser.exit(2, f"error: {error}\n")
     else:
         run(args.in_dir, args.repeats, args.warmup, args.only)
 

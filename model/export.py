@@ -18,7 +18,7 @@ from typing import Optional, Sequence, Tuple
 
 import tensorflow as tf
 
-from model.config import load_config
+from model.config import ConfigError, load_config
 from model.config.schema import ModelConfig
 from model.data.augment import identity_image_info
 from model.dataset import record_files
@@ -100,7 +100,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--labels", help="label map (make_records PREFIX-labels.json)")
     parser.add_argument("--output", required=True, help="SavedModel directory")
     args = parser.parse_args(argv)
-    config = load_config(args.config, args.override)
+    try:
+        config = load_config(args.config, args.override)
+    except ConfigError as error:
+        parser.exit(2, f"error: {error}\n")
     image_size = args.image_size or config.input.image_size
     source = export(config.model, image_size, args.output, args.checkpoint, args.labels)
     print(f"SavedModel: {args.output} (input {image_size}x{image_size}, label map: {source})")

@@ -10,7 +10,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from model.config import load_config
+from model.config import ConfigError, load_config
 from model.modeling.factory import build_parts, build_variables
 
 
@@ -30,7 +30,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         overrides.append(f"model.num_classes={args.num_classes}")
     if args.num_attributes is not None:
         overrides.append(f"model.num_attributes={args.num_attributes}")
-    model_config = load_config(args.config, overrides).model
+    try:
+        model_config = load_config(args.config, overrides).model
+    except ConfigError as error:
+        parser.exit(2, f"error: {error}\n")
     parts = build_parts(model_config)
     build_variables(parts, model_config)
     total = 0

@@ -2,6 +2,9 @@
 
 Unknown keys and values of the wrong type are errors that name the dotted key.
 Override values are read as YAML scalars/lists (``0.5``, ``true``, ``[1, 2]``).
+Text that is not YAML (or uses a tag that would build a Python object, which
+``yaml.safe_load`` refuses) is a ConfigError naming the file or override, the
+line and column, and the problem.
 """
 import dataclasses
 import os
@@ -16,11 +19,25 @@ PRESET_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file
 
 
 class ConfigError(ValueError):
-    """A configuration key or value is invalid; the message names the dotted key."""
+    """A configuration key or value is invalid; the message names the dotted key, or the
+    file or override that is not valid YAML."""
 
 
 def preset_names():
     return sorted(name[:-5] for name in os.listdir(PRESET_DIR) if name.endswith(".yaml"))
+
+
+def _parse_yaml(text, source: str) -> Any:
+    """``yaml.safe_load(text)``; a YAMLError becomes a one-line ConfigError naming ``source``."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        problem = getattr(error, "problem", None) or (str(error).splitlines() or [repr(error)])[0]
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        hint = (" (a config is plain YAML: tags that build Python objects are refused)"
+                if isinstance(error, yaml.constructor.ConstructorError) else "")
+        raise ConfigError(f"{source}: not valid YAML{where}: {problem}{hint}") from None
 
 
 def _read_yaml(preset_or_path: str) -> Dict[str, Any]:
@@ -30,8 +47,12 @@ def _read_yaml(preset_or_path: str) -> Dict[str, Any]:
     if not os.path.exists(path):
         raise ConfigError(f"{preset_or_path!r} is neither a preset ({', '.join(preset_names())}) "
                           "nor a YAML file")
-    with open(path) as stream:
-        data = yaml.safe_load(stream) or {}
+    try:
+        with open(path, "rb") as stream:
+            text = stream.read()
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot be read ({error.strerror or error})") from None
+    data = _parse_yaml(text, path) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must hold a mapping at the top level")
     return data
@@ -48,7 +69,7 @@ def _apply_override(data: Dict[str, Any], override: str) -> None:
         if not isinstance(child, dict):
             raise ConfigError(f"{key}: {part} is not a section")
         node = child
-    node[parts[-1]] = yaml.safe_load(text)
+    node[parts[-1]] = _parse_yaml(text, f"override {override!r}")
 
 
 def _convert(value: Any, kind: Any, key: str) -> Any:
@@ -107,9 +128,10 @@ def load_config(preset_or_path: Optional[str] = None,
     return _build(ExperimentConfig, data, "")
 
 
-def loads_config(text: str) -> ExperimentConfig:
-    """The config a YAML text (as written by ``to_yaml``) describes."""
-    data = yaml.safe_load(text) or {}
+def loads_config(text: str, source: str = "config") -> ExperimentConfig:
+    """The config a YAML text (as written by ``to_yaml``) describes; ``source`` names
+    the text in a ConfigError."""
+    data = _parse_yaml(text, source) or {}
     if not isinstance(data, dict):
         raise ConfigError("a config must hold a mapping at the top level")
     return _build(ExperimentConfig, data, "")
