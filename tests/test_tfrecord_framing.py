@@ -1,7 +1,6 @@
 """model.dataset.tfrecord_framing: records written by TensorFlow, damaged by hand, checked on
 local files and through a TensorFlow file system that is not local (``ram://``, read the way
 gs:// is: the first header and the tail, the whole file when the tail does not prove the end)."""
-import os
 import uuid
 
 import numpy as np

@@ -12,8 +12,8 @@ header was cut short; the check is stricter than that.
 
 What is read, per file:
 - A local file (no ``scheme://``, or ``file://``): every record header, found with seeks
-  (``os.pread`` of 12 bytes per record), none of the data. ~4 µs a record: 4 ms for a shard of
-  1,000 records of 100 KB, page cache warm (see README, ``python -m tpu.train``).
+  (``os.pread`` of 12 bytes per record), none of the data: ~2 ms for a shard of 1,000 records
+  of ~100 KB in the page cache, 50-100 ms from disk (README, ``python -m tpu.train``).
 - A remote file (``gs://`` and every other scheme, read with ``tf.io.gfile``), where one seek costs
   one request: the first record header and the last ``TAIL_BYTES`` of the file (two reads), which
   must end in a record whose header checksum holds, whose length ends it exactly at the end of the
@@ -23,8 +23,8 @@ What is read, per file:
   good file pays that only when its last record is over ``TAIL_BYTES``. A garbled header in the
   middle of a remote file is not looked for; training then stops at it with one line
   (``tpu.train``).
-``check_file(..., verify_data=True)`` (``python -m model.dataset.tfrecord_framing GLOB``) walks every
-record of the file and checks the data checksums too, reading everything.
+``check_file(..., verify_data=True)`` (``python -m model.dataset.tfrecord_framing GLOB``) walks
+every record of the file and checks the data checksums too, reading everything.
 
 The checksums need ``google_crc32c`` (installed with apache-beam[gcp]'s google-cloud-storage);
 without it only the lengths are checked against the file's size.
