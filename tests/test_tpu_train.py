@@ -3,6 +3,7 @@ from its checkpoint, warm start, config refusal, dry run and bad flags."""
 import glob
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -159,10 +160,10 @@ def test_restart_with_another_config_is_refused_naming_the_keys(tmp_path, capsys
     assert len(error) == 1 and "input.image_size: 128 -> 256" in error[0]
 
 
-def test_dry_run_with_a_tpu_prints_the_plan_and_touches_nothing(tmp_path, capsys):
+def test_dry_run_with_a_tpu_prints_the_plan_and_touches_nothing(tmp_path, capsys, dataset):
     model_dir = "gs://bucket/run"
     _run("--mode", "train", "--config", "tiny", "--model_dir", model_dir, "--dry_run",
-         "--train_file_pattern", "gs://bucket/records/train-*", "--tpu", "my-tpu",
+         "--train_file_pattern", dataset["pattern"], "--tpu", "my-tpu",
          "--tpu_zone", "us-central1-b", "--gcp_project", "p", "--num_cores", "8",
          "--override", "train.batch_size=64")
     out = capsys.readouterr().out
@@ -188,9 +189,9 @@ def test_bad_flags_fail_fast_with_one_line(tmp_path, capsys, argv, message):
     assert not os.listdir(tmp_path)
 
 
-def test_dry_run_of_the_first_place_recipe_plans_a_v3_8(capsys):
+def test_dry_run_of_the_first_place_recipe_plans_a_v3_8(capsys, dataset):
     _run("--mode", "train", "--config", "sn143", "--model_dir", "gs://bucket/sn143", "--dry_run",
-         "--train_file_pattern", "gs://bucket/records/train-*", "--tpu", "my-tpu")
+         "--train_file_pattern", dataset["pattern"], "--tpu", "my-tpu")
     out = capsys.readouterr().out
     assert "8 cores, per-host input v2" in out
     assert "batch: global 56, per core 7 on 8 cores" in out
@@ -209,3 +210,140 @@ def test_shards_of_an_earlier_run_under_the_same_prefix_are_refused(tmp_path, ca
     assert exit_info.value.code == 2
     assert "shards of different make_records runs under " + str(tmp_path / "train") in \
         capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--train_file_pattern", "/nonexistent/x-*"],
+     "--train_file_pattern /nonexistent/x-* matches no files"),
+    (["--mode", "eval", "--eval_file_pattern", "/nonexistent/e-*", "--eval_annotations_file",
+      "x.json"], "--eval_file_pattern /nonexistent/e-* matches no files"),
+])
+def test_dry_run_with_a_pattern_matching_nothing_fails_with_one_line(tmp_path, capsys, argv,
+                                                                     message):
+    with pytest.raises(SystemExit) as exit_info:
+        _run("--config", "tiny", "--model_dir", tmp_path / "model", "--dry_run", *argv)
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and message in error[0], error
+    assert not os.listdir(tmp_path)
+
+
+def test_dry_run_without_the_eval_annotations_file_fails_with_one_line(tmp_path, capsys, dataset):
+    with pytest.raises(SystemExit) as exit_info:
+        _run("--mode", "eval", "--config", "tiny", "--model_dir", tmp_path / "model", "--dry_run",
+             "--eval_file_pattern", dataset["pattern"],
+             "--eval_annotations_file", tmp_path / "none.json")
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "none.json does not exist" in error[0], error
+
+
+def _record_starts(path):
+    """The byte offset of every record of a TFRecord file, from the record sizes TensorFlow
+    reads (16 bytes of framing each), and the file's size last."""
+    starts = [0]
+    for record in tf.data.TFRecordDataset(path):
+        starts.append(starts[-1] + len(record.numpy()) + 16)
+    assert starts[-1] == os.path.getsize(path)
+    return starts
+
+
+def _copy_with_damaged_shard(dataset, directory, damage):
+    """The dataset's shards copied to ``directory``, the second one damaged by ``damage``
+    (truncated / appended / partial_header / data_byte / empty); returns the copies' pattern,
+    the damaged shard and the byte offset of its fault."""
+    os.makedirs(directory)
+    shards = sorted(glob.glob(dataset["pattern"]))
+    for shard in shards:
+        shutil.copy(shard, directory)
+    damaged = os.path.join(directory, os.path.basename(shards[1]))
+    starts = _record_starts(damaged)
+    with open(damaged, "rb") as stream:
+        data = stream.read()
+    middle = starts[len(starts) // 2]
+    if damage == "truncated":  # cut inside the middle record's data
+        data, offset = data[:middle + 12 + 100], middle
+    elif damage == "appended":
+        data, offset = data + b"not a record, appended by hand" * 4, len(data)
+    elif damage == "partial_header":  # TensorFlow reads this file without a word
+        data, offset = data + data[middle:middle + 5], len(data)
+    elif damage == "data_byte":  # framing whole, the middle record's data checksum fails
+        data = data[:middle + 40] + bytes([data[middle + 40] ^ 1]) + data[middle + 41:]
+        offset = middle
+    else:
+        data, offset = b"", None
+    with open(damaged, "wb") as stream:
+        stream.write(data)
+    return os.path.join(directory, "train-*.tfrecord"), damaged, offset
+
+
+def _input_flags(mode_flag, pattern, dataset):
+    if mode_flag == "--train_file_pattern":
+        return ["--mode", "train", "--train_file_pattern", pattern]
+    return ["--mode", "eval", "--eval_file_pattern", pattern,
+            "--eval_annotations_file", dataset["json"]]
+
+
+@pytest.mark.parametrize("damage, problem", [
+    ("truncated", "truncated record: its header claims"),
+    ("appended", "no record header (its length checksum does not match"),
+    ("partial_header", "5 bytes after the last whole record"),
+])
+@pytest.mark.parametrize("flag", ["--train_file_pattern", "--eval_file_pattern"])
+def test_a_damaged_shard_is_refused_before_model_dir_is_touched(tmp_path, capsys, dataset, damage,
+                                                                problem, flag):
+    pattern, damaged, offset = _copy_with_damaged_shard(dataset, str(tmp_path / "records"),
+                                                        damage)
+    model_dir = tmp_path / "model"
+    with pytest.raises(SystemExit) as exit_info:
+        _run("--config", "tiny", "--model_dir", model_dir, *_input_flags(flag, pattern, dataset))
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1, error
+    assert f"{flag}: {damaged} at byte offset {offset}: {problem}" in error[0], error
+    assert not model_dir.exists()
+
+
+def test_tensorflow_agrees_on_the_damaged_and_the_empty_shards(tmp_path, dataset):
+    for damage in ("truncated", "appended"):
+        _, damaged, _ = _copy_with_damaged_shard(dataset, str(tmp_path / damage), damage)
+        with pytest.raises(tf.errors.DataLossError):
+            list(tf.data.TFRecordDataset(damaged))
+    _, empty, _ = _copy_with_damaged_shard(dataset, str(tmp_path / "empty"), "empty")
+    assert list(tf.data.TFRecordDataset(empty)) == []
+
+
+@pytest.mark.parametrize("flag", ["--train_file_pattern", "--eval_file_pattern"])
+def test_an_empty_shard_passes_the_launcher_checks(tmp_path, dataset, flag):
+    pattern, _, _ = _copy_with_damaged_shard(dataset, str(tmp_path / "records"), "empty")
+    flags = train.build_flags()
+    args = flags.parse_args(["--config", "tiny", "--model_dir", str(tmp_path / "model"),
+                             *_input_flags(flag, pattern, dataset)])
+    train._check_flags(flags, args)
+    assert not (tmp_path / "model").exists()
+
+
+def test_a_corrupt_record_met_while_training_ends_with_one_line_naming_the_file(tmp_path, capsys,
+                                                                                dataset):
+    pattern, damaged, offset = _copy_with_damaged_shard(dataset, str(tmp_path / "records"),
+                                                        "data_byte")
+    with pytest.raises(SystemExit) as exit_info:
+        _run("--mode", "train", "--config", "tiny", "--model_dir", tmp_path / "model",
+             "--train_file_pattern", pattern, *_override_flags(SHORT + ["train.total_steps=2"]))
+    assert exit_info.value.code == 2
+    error = [line for line in capsys.readouterr().err.strip().splitlines() if line]
+    assert error[-1] == (f"python -m tpu.train: error: --train_file_pattern: {damaged} at byte "
+                         f"offset {offset}: corrupted record (its data checksum does not match)")
+
+
+def test_only_data_errors_are_reported_as_bad_records():
+    from tpu import record_errors
+    corrupt = tf.errors.DataLossError(None, None, "corrupted record at 12")
+    assert record_errors.is_data_error(corrupt)
+    assert record_errors.is_data_error(tf.errors.InvalidArgumentError(
+        None, None, "Could not parse example input, value: 'x'"))
+    assert not record_errors.is_data_error(tf.errors.ResourceExhaustedError(
+        None, None, "OOM when allocating tensor with shape[4,256,320,320]"))
+    assert not record_errors.is_data_error(tf.errors.InvalidArgumentError(
+        None, None, "Incompatible shapes: [4,7] vs. [4,8]"))
+    assert record_errors.one_line(MemoryError(), "--train_file_pattern", "x") is None

@@ -9,6 +9,7 @@
 Without --tpu it runs on CPU/GPU (use_tpu=False). See README "Training".
 """
 import argparse
+import contextlib
 import logging
 import os
 
@@ -20,13 +21,13 @@ from typing import List, Optional, Sequence
 import tensorflow as tf
 
 from model.config import ConfigError, ExperimentConfig, load_config
-from model.dataset import record_files
+from model.dataset import record_files, tfrecord_framing
 from model.evaluation.category_roles import MODES as MODES_OF_FASHIONPEDIA_EVAL
 from model.evaluation.category_roles import OFFICIAL
 from model.export import export as export_saved_model
 from model.export import resolve_label_map
 from model.label_map import LabelMap
-from tpu import evaluation, model_dir as model_dir_files
+from tpu import evaluation, model_dir as model_dir_files, record_errors
 from tpu.estimator import ClusterSettings, build_estimator, plan_lines
 from tpu.input_fn import predict_input_fn, train_input_fn
 
@@ -83,10 +84,13 @@ def _matches(pattern: str) -> List[str]:
 
 
 def _check_flags(flags: argparse.ArgumentParser, args) -> None:
-    """Fails fast, one line each, before anything heavy starts; a dry run checks only
-    that the mode has its flags."""
+    """Fails fast, one line each, before anything heavy starts; a dry run checks that the
+    mode has its flags and that its file patterns and annotations file match (globs, no
+    file read)."""
     _check_mode_flags(flags, args)
-    if not args.dry_run:
+    if args.dry_run:
+        _check_input_files(flags, args)
+    else:
         _check_inputs(flags, args)
 
 
@@ -106,12 +110,17 @@ def _check_mode_flags(flags: argparse.ArgumentParser, args) -> None:
         flags.error(f"--mode {args.mode} needs --eval_file_pattern and --eval_annotations_file")
 
 
-def _check_inputs(flags: argparse.ArgumentParser, args) -> None:
-    """The files the flags name exist (records of one make_records run per prefix), and a
-    TPU's model_dir is on GCS."""
-    patterns = ([("--train_file_pattern", args.train_file_pattern)] if _needs_train(args) else []
-                ) + ([("--eval_file_pattern", args.eval_file_pattern)] if _needs_eval(args) else [])
-    for flag, pattern in patterns:
+def _record_patterns(args) -> List[tuple]:
+    """(flag, pattern) of the records the mode reads."""
+    return ([("--train_file_pattern", args.train_file_pattern)] if _needs_train(args) else []
+            ) + ([("--eval_file_pattern", args.eval_file_pattern)] if _needs_eval(args) else [])
+
+
+def _check_input_files(flags: argparse.ArgumentParser, args) -> dict:
+    """The record patterns match files (of one make_records run per prefix) and the eval
+    annotations file exists; returns {flag: matched files}."""
+    matched = {}
+    for flag, pattern in _record_patterns(args):
         files = _matches(pattern)
         if not files:
             flags.error(f"{flag} {pattern} matches no files")
@@ -119,9 +128,22 @@ def _check_inputs(flags: argparse.ArgumentParser, args) -> None:
         if mixed:
             flags.error(f"{flag} {pattern} matches shards of different make_records runs "
                         f"under {', '.join(mixed)} (different -of-NNNNN totals); remove the old ones")
+        matched[flag] = files
     if _needs_eval(args):
         if not tf.io.gfile.exists(args.eval_annotations_file):
             flags.error(f"--eval_annotations_file {args.eval_annotations_file} does not exist")
+    return matched
+
+
+def _check_inputs(flags: argparse.ArgumentParser, args) -> None:
+    """The input files exist, every matched shard is whole TFRecords (the framing check of
+    ``model.dataset.tfrecord_framing``: every header of a local file, the ends of a remote
+    one), and a TPU's model_dir is on GCS."""
+    for flag, files in _check_input_files(flags, args).items():
+        try:
+            tfrecord_framing.check_files(files)
+        except tfrecord_framing.FramingError as error:
+            flags.error(f"{flag}: {error}")
     if args.init_checkpoint and not (tf.train.latest_checkpoint(args.init_checkpoint) or
                                      tf.io.gfile.glob(args.init_checkpoint + ".index")):
         flags.error(f"--init_checkpoint {args.init_checkpoint} is not a checkpoint")
@@ -235,22 +257,40 @@ def run_mode(flags: argparse.ArgumentParser, config: ExperimentConfig, args,
     estimator = build_estimator(config, args.model_dir, cluster, args.init_checkpoint,
                                 args.skip_variables_regex, label_map)
     if args.mode == "train":
-        estimator.train(train_input_fn(config, args.train_file_pattern),
-                        max_steps=config.train.total_steps)
+        with _data_errors(flags, "--train_file_pattern", args.train_file_pattern):
+            estimator.train(train_input_fn(config, args.train_file_pattern),
+                            max_steps=config.train.total_steps)
     elif args.mode == "eval":
-        run_eval(estimator, config, args, _checkpoint(args))
+        with _data_errors(flags, "--eval_file_pattern", args.eval_file_pattern):
+            run_eval(estimator, config, args, _checkpoint(args))
     else:
-        train_and_eval(estimator, config, args)
+        train_and_eval(flags, estimator, config, args)
 
 
-def train_and_eval(estimator, config: ExperimentConfig, args) -> None:
+@contextlib.contextmanager
+def _data_errors(flags: argparse.ArgumentParser, flag: str, pattern: str):
+    """A corrupt record of ``pattern`` (``tpu.record_errors``) ends the run with one line
+    and exit status 2; every other error propagates."""
+    try:
+        yield
+    except tf.errors.OpError as error:
+        line = record_errors.one_line(error, flag, pattern)
+        if line is None:
+            raise
+        flags.error(line)
+
+
+def train_and_eval(flags: argparse.ArgumentParser, estimator, config: ExperimentConfig,
+                   args) -> None:
     """Trains --steps_per_eval steps at a time up to train.total_steps, evaluating after each."""
     total = config.train.total_steps
     step = _current_step(args.model_dir)
     while step < total:
         step = min(step + args.steps_per_eval, total)
-        estimator.train(train_input_fn(config, args.train_file_pattern), max_steps=step)
-        run_eval(estimator, config, args, _checkpoint(args))
+        with _data_errors(flags, "--train_file_pattern", args.train_file_pattern):
+            estimator.train(train_input_fn(config, args.train_file_pattern), max_steps=step)
+        with _data_errors(flags, "--eval_file_pattern", args.eval_file_pattern):
+            run_eval(estimator, config, args, _checkpoint(args))
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
