@@ -19,6 +19,10 @@ REQUIRED = [
     "pyyaml>=6",
 ]
 
+# TensorFlow's own CUDA and cuDNN wheels (its `and-cuda` extra), for the GPU worker
+# image; the NVIDIA driver comes from the machine.
+GPU = ["tensorflow[and-cuda]>=2.15,<2.16"]
+
 TEST = [
     "pytest>=8",
     "gcp-storage-emulator>=2024.8",
@@ -37,5 +41,5 @@ setuptools.setup(
     packages=setuptools.find_packages(include=["beam_pipelines*", "model*", "tpu*"]),
     package_data={"model": ["configs/*.yaml"]},
     install_requires=REQUIRED,
-    extras_require={"test": TEST},
+    extras_require={"gpu": GPU, "test": TEST},
 )
