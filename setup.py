@@ -1,7 +1,9 @@
 """Fashion instance segmentation with per-instance attributes on Beam and Cloud TPU.
 
-This file is both the package definition and Dataflow's ``--setup_file``: workers
-install the package with it, so every runtime import is declared here.
+This file is both the package definition and Dataflow's ``--setup_file`` for jobs on
+Beam's default worker image: workers install the package with it, so every runtime
+import is declared here. The GPU worker image (Dockerfile) installs it with the
+``gpu`` extra instead, and is launched without ``--setup_file``.
 """
 import setuptools
 
