@@ -1,7 +1,9 @@
 """Fashion instance segmentation with per-instance attributes on Beam and Cloud TPU.
 
-This file is both the package definition and Dataflow's ``--setup_file``: workers
-install the package with it, so every runtime import is declared here.
+This file is both the package definition and Dataflow's ``--setup_file`` for jobs on
+Beam's default worker image: workers install the package with it, so every runtime
+import is declared here. The GPU worker image (Dockerfile) installs it with the
+``gpu`` extra instead, and is launched without ``--setup_file``.
 """
 import setuptools
 
@@ -18,6 +20,10 @@ REQUIRED = [
     "pillow>=10",
     "pyyaml>=6",
 ]
+
+# TensorFlow's own CUDA and cuDNN wheels (its `and-cuda` extra), for the GPU worker
+# image; the NVIDIA driver comes from the machine.
+GPU = ["tensorflow[and-cuda]>=2.15,<2.16"]
 
 TEST = [
     "pytest>=8",
@@ -37,5 +43,5 @@ setuptools.setup(
     packages=setuptools.find_packages(include=["beam_pipelines*", "model*", "tpu*"]),
     package_data={"model": ["configs/*.yaml"]},
     install_requires=REQUIRED,
-    extras_require={"test": TEST},
+    extras_require={"gpu": GPU, "test": TEST},
 )
