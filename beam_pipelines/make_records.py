@@ -12,7 +12,11 @@ annotation). The launcher streams the annotation file once to check it and to cu
 its arrays into byte ranges; workers read those ranges from the file's path, so
 the file never travels in the job graph nor is it held whole anywhere.
 Without --object_annotations_file, every file matched by --image_dir becomes an
-image-only record (prediction input).
+image-only record (prediction input); the matched paths are shuffled before any
+file is read, so that the work spreads over workers instead of fusing behind the
+one element matching starts from (with annotations the join by file name
+already shuffles them). With --template_location (DataflowRunner) the job is
+written as a classic template instead of run.
 """
 import argparse
 import functools
@@ -101,6 +105,7 @@ def build_image_only(pipeline: beam.Pipeline, args: argparse.Namespace) -> None:
     built = (
         pipeline
         | "MatchImages" >> fileio.MatchFiles(pattern)
+        | "SpreadImages" >> beam.Reshuffle()
         | "ReadImages" >> fileio.ReadMatches()
         | "BuildRecords" >> beam.ParDo(record_dofns.BuildImageOnlyRecords(root)).with_outputs(
             ERRORS, main="records"))
@@ -113,7 +118,8 @@ def _write_text(path: str, text: str) -> None:
 
 
 def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -> Dict[str, int]:
-    """Runs the pipeline to completion and returns its counters by name."""
+    """Runs the pipeline to completion and returns its counters by name ({} when
+    --template_location made a template instead of running it)."""
     args, beam_args = parse_args(argv)
     if args.num_shards < 1 or args.json_elements_per_range < 1:
         raise SystemExit("--num_shards and --json_elements_per_range must be >= 1")
@@ -127,10 +133,12 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -
         build = functools.partial(build_annotated, args=args, summary=summary)
     else:
         pattern, _ = image_paths.glob_and_root(args.image_dir)
-        if not FileSystems.match([pattern])[0].metadata_list:
+        if not FileSystems.match([pattern], limits=[1])[0].metadata_list:  # one is enough
             raise SystemExit(f"no file matches --image_dir {args.image_dir} ({pattern})")
         build = functools.partial(build_image_only, args=args)
     result = launcher.run_to_completion(beam_args, save_main_session, build)
+    if result is None:  # a template was written; nothing ran
+        return {}
     counters = counter_values(result, record_dofns.NAMESPACE)
     outputs = [("records", record_files.shards_path(args.output_file_prefix, args.num_shards))]
     if with_annotations:

@@ -6,8 +6,10 @@ by its path relative to the input root, gives it the id ``image_id_from_path``
 of that name (so both pipelines give a file the same id), reads its bytes and
 passes ``(image_id, relative path, bytes)`` to the subclass's ``accept``. An
 ``InvalidImage`` from reading or from ``accept`` becomes the image's dead letter.
+``read_image`` does the same for a path that was listed rather than matched
+(``predict --images_manifest``).
 """
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import apache_beam as beam
 
@@ -38,13 +40,22 @@ class ReadMatchedImages(beam.DoFn):
         return relative
 
     def process(self, readable_file) -> Iterable[Any]:
+        yield from self.read_image(readable_file.metadata.path, readable_file.read)
+
+    def read_image(self, path: str, read: Callable[[], bytes]) -> Iterable[Any]:
+        """Names the file at ``path``, reads it with ``read()`` and accepts or rejects it.
+
+        ``read`` may raise InvalidImage itself (``missing_file`` for a listed
+        path that does not exist); any other exception is ``unreadable_file``.
+        """
         self._counters.inc("images_read")
-        path = readable_file.metadata.path
         relative = relative_path(path, self._root)
         image_id = image_id_from_path(relative)
         try:
             try:
-                data = readable_file.read()
+                data = read()
+            except InvalidImage:
+                raise
             except Exception as exc:  # the file vanished or cannot be read since it was matched
                 raise InvalidImage("unreadable_file", f"cannot read "
                                    f"{self.unreadable_name(path, relative)}: {exc}") from None

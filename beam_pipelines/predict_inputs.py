@@ -13,18 +13,25 @@ alone instead of failing the batch it would have joined:
   alpha) and formats (GIF, BMP, TIFF, WebP ...) are converted to 8-bit RGB;
   empty, truncated or undecodable files are rejected.
 
+``--images_manifest`` lists the files instead (``manifest_path`` reads one
+line): the same naming and checks, and a listed path that does not exist fails
+with ``missing_file``.
+
 Counters in the ``predict`` namespace: images_read, images_failed and
 images_failed.<code>, images_converted.
 """
 import io
+import os
 from typing import Any, Iterable, Optional, Tuple
 
 import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
 from PIL import Image
 
 from beam_pipelines import dead_letters
 from beam_pipelines.matched_images import ReadMatchedImages
 from beam_pipelines.pipeline_metrics import Counters
+from beam_pipelines.record_dofns import read_file
 from model.dataset.image_files import InvalidImage, PreparedImage, prepare_image
 from model.dataset.image_ids import record_image_id
 
@@ -71,6 +78,43 @@ class ReadImageFiles(ReadMatchedImages):
 
     def accept(self, image_id: int, relative: str, data: bytes) -> Tuple[ImageKey, bytes]:
         return (image_id, relative), checked_image(data, self._max_pixels).data
+
+
+def manifest_root(manifest: str, images_dir: Optional[str]) -> str:
+    """The directory a manifest's relative paths are below: ``--images`` when given,
+    else the directory that holds the manifest (made absolute when local)."""
+    if images_dir:
+        return images_dir
+    directory = FileSystems.split(manifest)[0]
+    return directory if FileSystems.get_scheme(manifest) else os.path.abspath(directory or ".")
+
+
+def manifest_path(line: str, root: str) -> Iterable[str]:
+    """One manifest line -> the path it lists (none for a blank or ``#`` comment line).
+
+    Surrounding whitespace is dropped. A URI (``gs://...``) or an absolute local
+    path is used as written; anything else is a path below ``root``, joined as
+    written (no ``.`` / ``..`` resolution, as an object store would not resolve it).
+    """
+    entry = line.strip()
+    if not entry or entry.startswith("#"):
+        return
+    if FileSystems.get_scheme(entry) or entry.startswith("/"):
+        yield entry
+    else:
+        yield FileSystems.join(root, entry)
+
+
+class ReadListedImages(ReadImageFiles):
+    """A path listed in the manifest -> what ReadImageFiles makes of a matched file.
+
+    Named and identified like a matched file below ``root`` (``relative_path``):
+    ``--images ROOT`` and a manifest of the same files give the same filenames
+    and ids. A path that does not exist fails with ``missing_file``.
+    """
+
+    def process(self, path: str) -> Iterable[Any]:
+        yield from self.read_image(path, lambda: read_file(path))
 
 
 def _feature_bytes(example, key: str) -> Optional[bytes]:
