@@ -54,8 +54,9 @@ def read_file(path: str) -> bytes:
         raise InvalidImage("missing_file", f"no such file: {path}") from None
     except Exception as exc:
         message = str(exc)
-        code = "missing_file" if "not found" in message.lower() or "no such" in message.lower() \
-            else "unreadable_file"
+        missing = (getattr(exc, "code", None) == 404  # google.api_core's NotFound (gs://)
+                   or "not found" in message.lower() or "no such" in message.lower())
+        code = "missing_file" if missing else "unreadable_file"
         raise InvalidImage(code, f"cannot read {path}: {message}") from None
 
 
