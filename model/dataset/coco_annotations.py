@@ -28,8 +28,8 @@ from model.label_map import LabelMap
 
 # A vertex or box edge may lie up to max(MIN_OUTSIDE_MARGIN, OUTSIDE_MARGIN_FRACTION x side)
 # pixels outside the image on each axis.
-MIN_OUTSIDE_MARGIN = 64
-OUTSIDE_MARGIN_FRACTION = 0.25
+MIN_OUTSIDE_MARGIN = 128
+OUTSIDE_MARGIN_FRACTION = 0.5
 # A polygon's boundary (all parts, each edge counted as max(|dx|, |dy|), the steps
 # pycocotools takes) may be up to this many times height + width long: an outline
 # of the whole image is 2x; the longest in the Fashionpedia sample fixture is 1.1x.
