@@ -29,6 +29,7 @@ from beam_pipelines.coco_scan import (ELEMENTS_PER_RANGE, AnnotationFileError, A
 from beam_pipelines.dead_letters import ERRORS, WriteDeadLetters, errors_path
 from beam_pipelines.pipeline_metrics import counter_values
 from model.dataset import record_files
+from model.dataset.image_files import DEFAULT_MAX_PIXELS
 
 SUMMARY_COUNTERS = ("images_read", "images_written", "images_failed",
                     "annotations_written", "annotations_skipped")
@@ -50,6 +51,9 @@ def parse_args(argv: Optional[Sequence[str]]) -> Tuple[argparse.Namespace, List[
                         help="Store one PNG mask per instance (the default).")
     parser.add_argument("--noinclude_masks", "--no_include_masks", dest="include_masks",
                         action="store_false", help="Store boxes only.")
+    parser.add_argument("--max_image_pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                        help="An image whose images entry or file is larger (width x height) "
+                             "fails with image_too_large, before it is decoded.")
     return parser.parse_known_args(argv)
 
 
@@ -91,7 +95,8 @@ def build_annotated(pipeline: beam.Pipeline, args: argparse.Namespace,
         {record_dofns.IMAGES: located, record_dofns.ANNOTATIONS: entries[record_dofns.ANNOTATIONS]}
         | "GroupByImageId" >> beam.CoGroupByKey()
         | "BuildRecords" >> beam.ParDo(record_dofns.BuildAnnotatedRecords(
-            summary.label_map.dumps(), args.include_masks)).with_outputs(ERRORS, main="records"))
+            summary.label_map.dumps(), args.include_masks,
+            args.max_image_pixels)).with_outputs(ERRORS, main="records"))
     _write_outputs(built.records, (entries[ERRORS], built[ERRORS]), args.output_file_prefix,
                    args.num_shards)
 
@@ -102,7 +107,8 @@ def build_image_only(pipeline: beam.Pipeline, args: argparse.Namespace) -> None:
         pipeline
         | "MatchImages" >> fileio.MatchFiles(pattern)
         | "ReadImages" >> fileio.ReadMatches()
-        | "BuildRecords" >> beam.ParDo(record_dofns.BuildImageOnlyRecords(root)).with_outputs(
+        | "BuildRecords" >> beam.ParDo(record_dofns.BuildImageOnlyRecords(
+            root, args.max_image_pixels)).with_outputs(
             ERRORS, main="records"))
     _write_outputs(built.records, (built[ERRORS],), args.output_file_prefix, args.num_shards)
 
@@ -115,8 +121,8 @@ def _write_text(path: str, text: str) -> None:
 def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -> Dict[str, int]:
     """Runs the pipeline to completion and returns its counters by name."""
     args, beam_args = parse_args(argv)
-    if args.num_shards < 1 or args.json_elements_per_range < 1:
-        raise SystemExit("--num_shards and --json_elements_per_range must be >= 1")
+    if args.num_shards < 1 or args.json_elements_per_range < 1 or args.max_image_pixels < 1:
+        raise SystemExit("--num_shards, --json_elements_per_range and --max_image_pixels must be >= 1")
     with_annotations = args.object_annotations_file is not None
     if with_annotations:
         summary = scan_annotations(args.object_annotations_file, args.json_elements_per_range)

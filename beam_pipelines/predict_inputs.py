@@ -16,38 +16,20 @@ alone instead of failing the batch it would have joined:
 Counters in the ``predict`` namespace: images_read, images_failed and
 images_failed.<code>, images_converted.
 """
-import io
 from typing import Any, Iterable, Optional, Tuple
 
 import apache_beam as beam
-from PIL import Image
 
 from beam_pipelines import dead_letters
 from beam_pipelines.matched_images import ReadMatchedImages
 from beam_pipelines.pipeline_metrics import Counters
-from model.dataset.image_files import InvalidImage, PreparedImage, prepare_image
+from model.dataset.image_files import (  # noqa: F401 (DEFAULT_MAX_PIXELS: predict's flag default)
+    DEFAULT_MAX_PIXELS, InvalidImage, PreparedImage, check_pixels, prepare_image)
 from model.dataset.image_ids import record_image_id
 
 NAMESPACE = "predict"
 COUNTERS = Counters(NAMESPACE)
-# 50 megapixels: above any camera photo a fashion catalogue uses (a 45 MP
-# full-frame camera gives 8256 x 5504), far below what breaks a worker.
-DEFAULT_MAX_PIXELS = 50_000_000
 ImageKey = Tuple[int, str]  # (image_id, filename)
-
-
-def check_pixels(data: bytes, max_pixels: int) -> None:
-    """Reads only the header; raises InvalidImage('image_too_large') above ``max_pixels``."""
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            width, height = image.size
-    except Image.DecompressionBombError as exc:  # Pillow's own, far higher, limit
-        raise InvalidImage("image_too_large", str(exc)) from None
-    except Exception:
-        return  # not an image Pillow can read the header of: prepare_image says why
-    if width * height > max_pixels:
-        raise InvalidImage("image_too_large", f"{width}x{height} = {width * height} pixels is over "
-                                              f"the limit of {max_pixels} (--max_image_pixels)")
 
 
 def checked_image(data: bytes, max_pixels: int) -> PreparedImage:

@@ -16,7 +16,7 @@ from beam_pipelines.dead_letters import ERRORS
 from beam_pipelines.matched_images import ReadMatchedImages
 from beam_pipelines.pipeline_metrics import Counters
 from model.dataset import rejections
-from model.dataset.image_files import InvalidImage
+from model.dataset.image_files import InvalidImage, max_file_bytes
 from model.dataset.json_stream import JsonStreamError, read_elements
 from model.dataset.record_builder import (
     BuiltRecord, build_annotated_record, build_image_only_record, parse_image_entry)
@@ -45,11 +45,14 @@ def _skipped(image_id: Any, filename: Optional[str], annotation_id: Any, code: s
                                                               code, reason))
 
 
-def read_file(path: str) -> bytes:
-    """The whole file; raises InvalidImage('missing_file' | 'unreadable_file')."""
+def read_file(path: str, max_bytes: Optional[int] = None) -> bytes:
+    """The whole file; raises InvalidImage('missing_file' | 'unreadable_file' | 'image_too_large').
+
+    At most ``max_bytes`` + 1 bytes are read: a larger file is refused unread.
+    """
     try:
         with FileSystems.open(path, compression_type="uncompressed") as stream:
-            return stream.read()
+            data = stream.read() if max_bytes is None else stream.read(max_bytes + 1)
     except FileNotFoundError:
         raise InvalidImage("missing_file", f"no such file: {path}") from None
     except Exception as exc:
@@ -57,6 +60,10 @@ def read_file(path: str) -> bytes:
         code = "missing_file" if "not found" in message.lower() or "no such" in message.lower() \
             else "unreadable_file"
         raise InvalidImage(code, f"cannot read {path}: {message}") from None
+    if max_bytes is not None and len(data) > max_bytes:
+        raise InvalidImage("image_too_large", f"{path} is over {max_bytes} bytes, more than an image "
+                                              f"within --max_image_pixels needs")
+    return data
 
 
 def _count_written(built: BuiltRecord) -> None:
@@ -116,9 +123,10 @@ class BuildAnnotatedRecords(beam.DoFn):
     Failed images and skipped annotations go to the ``errors`` output.
     """
 
-    def __init__(self, label_map_json: str, include_masks: bool):
+    def __init__(self, label_map_json: str, include_masks: bool, max_pixels: int):
         self._label_map_json = label_map_json
         self._include_masks = include_masks
+        self._max_pixels = max_pixels
         self._label_map = None
 
     def setup(self) -> None:
@@ -143,13 +151,13 @@ class BuildAnnotatedRecords(beam.DoFn):
         COUNTERS.inc("images_read")
         filename = raw_entry.get("file_name")
         try:
-            entry = parse_image_entry(raw_entry)
+            entry = parse_image_entry(raw_entry, self._max_pixels)
             if path is None:
                 raise InvalidImage("missing_file", f"no file matched by --image_dir is named "
                                                    f"{entry.file_name}")
-            data = read_file(path)
+            data = read_file(path, max_file_bytes(self._max_pixels))
             built: BuiltRecord = build_annotated_record(
-                entry, annotations, data, self._label_map, self._include_masks)
+                entry, annotations, data, self._label_map, self._include_masks, self._max_pixels)
         except InvalidImage as exc:
             COUNTERS.inc_coded("annotations_skipped", "image_failed", len(annotations))
             yield dead_letters.failed_image(COUNTERS, image_id, filename, exc,
@@ -169,13 +177,14 @@ class BuildImageOnlyRecords(ReadMatchedImages):
     ``image_id_from_path`` of it (see ``ReadMatchedImages``).
     """
 
-    def __init__(self, root: str):
+    def __init__(self, root: str, max_pixels: int):
         super().__init__(root, COUNTERS)
+        self._max_pixels = max_pixels
 
     def unreadable_name(self, path: str, relative: str) -> str:
         return path  # make_records' reasons name the matched path in full
 
     def accept(self, image_id: int, relative: str, data: bytes) -> bytes:
-        built = build_image_only_record(relative, str(image_id), data)
+        built = build_image_only_record(relative, str(image_id), data, self._max_pixels)
         _count_written(built)
         return built.serialized
