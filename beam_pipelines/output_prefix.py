@@ -129,7 +129,8 @@ def _existing(outputs: Outputs, prefix: str) -> Found:
         if metadata.path in files or shard.match(metadata.path):
             found.files.append(metadata.path)
     sinks = [name] + [FileSystems.split(make(prefix))[1] for make in outputs.other_sinks]
-    temp_name = re.compile("|".join(_TEMP_DIR.format(name=re.escape(sink)) for sink in sinks) + r"\Z")
+    temp_name = re.compile(
+        "(?:" + "|".join(_TEMP_DIR.format(name=re.escape(sink)) for sink in sinks) + r")\Z")
     temp_pattern = FileSystems.join(directory, f"beam-temp-{name}*", "*")
     temp_dirs = set()
     for metadata in FileSystems.match([temp_pattern])[0].metadata_list:
