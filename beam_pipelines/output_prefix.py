@@ -32,7 +32,7 @@ _SHOWN = 4  # names quoted in the refusal; the rest are counted
 
 
 class OutputError(ValueError):
-    """The output prefix cannot be written: it holds earlier output, or its parent is a file."""
+    """The output prefix holds earlier output, or cannot be written (below a file, glob characters)."""
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,7 @@ def remove(found: Found) -> None:
     """Deletes exactly what ``check`` found (a local temp directory with what it holds)."""
     paths = found.files + [path for path in found.temp_files if not _is_local(path)]
     if paths:
-        FileSystems.delete([path for path in paths])
+        FileSystems.delete(paths)
     for temp_dir in found.temp_dirs:
         if _is_local(temp_dir):
             shutil.rmtree(temp_dir)

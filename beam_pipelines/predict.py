@@ -3,7 +3,7 @@
   python -m beam_pipelines.predict --model SAVED_MODEL_DIR \
       (--images DIR_OR_GLOB | --tfrecords GLOB) --output PREFIX \
       [--min_score_threshold 0.05] [--attribute_threshold 0.5] [--batch_size 8] \
-      [--num_shards 0] [--max_image_pixels 50000000] [Beam options]
+      [--num_shards 0] [--max_image_pixels 50000000] [--overwrite] [Beam options]
 
 Writes PREFIX-SSSSS-of-NNNNN.jsonl (one JSON object per detection, see
 predict_outputs) and PREFIX-errors-SSSSS-of-NNNNN.jsonl (one object per image
