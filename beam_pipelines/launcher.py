@@ -4,7 +4,7 @@
 waits for it; ``report`` prints what the job wrote and counted, the last line
 being the summary (``name=value`` for the summary counters, in order); ``main``
 runs a command and turns the errors it expects into one ``error: ...`` line
-on stderr with exit status 2 (the status of a usage error, as argparse gives).
+on stderr with exit status 2.
 """
 import logging
 import sys
@@ -45,11 +45,11 @@ def report(outputs: Sequence[Tuple[str, str]], counters: Dict[str, int],
 
 
 def main(run: Callable[[], object], expected_errors: Tuple[Type[Exception], ...]) -> None:
-    """Runs ``run()`` with INFO logging; an expected error prints ``error: <message>``
-    on stderr and exits with status 2."""
+    """Runs ``run()`` with INFO logging; an expected error prints ``error: <message>`` and
+    exits with status 2."""
     logging.getLogger().setLevel(logging.INFO)
     try:
         run()
     except expected_errors as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {exc}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None

@@ -23,16 +23,20 @@ import apache_beam as beam
 from apache_beam.io import fileio
 from apache_beam.io.filesystems import FileSystems
 
-from beam_pipelines import image_paths, launcher, record_dofns
+from beam_pipelines import image_paths, launcher, output_prefix, record_dofns
 from beam_pipelines.coco_scan import (ELEMENTS_PER_RANGE, AnnotationFileError, AnnotationSummary,
                                       scan_annotations)
-from beam_pipelines.dead_letters import ERRORS, WriteDeadLetters, errors_path
+from beam_pipelines.dead_letters import ERRORS, WriteDeadLetters, errors_path, errors_sink_prefix
 from beam_pipelines.pipeline_metrics import counter_values
 from model.dataset import record_files
 from model.dataset.image_files import DEFAULT_MAX_PIXELS
 
 SUMMARY_COUNTERS = ("images_read", "images_written", "images_failed",
                     "annotations_written", "annotations_skipped")
+OUTPUTS = output_prefix.Outputs("--output_file_prefix", record_files.SHARD_TEMPLATE,
+                                record_files.RECORD_SUFFIX,
+                                files=(errors_path, record_files.labels_file),
+                                other_sinks=(errors_sink_prefix,))
 
 
 def parse_args(argv: Optional[Sequence[str]]) -> Tuple[argparse.Namespace, List[str]]:
@@ -43,6 +47,7 @@ def parse_args(argv: Optional[Sequence[str]]) -> Tuple[argparse.Namespace, List[
     parser.add_argument("--object_annotations_file", default=None,
                         help="COCO/Fashionpedia JSON (local or gs://). Without it: image-only records.")
     parser.add_argument("--output_file_prefix", required=True, help="Output prefix, local or gs://.")
+    output_prefix.add_overwrite_flag(parser)
     parser.add_argument("--num_shards", type=int, default=32, help="Number of TFRecord shards.")
     parser.add_argument("--json_elements_per_range", type=int, default=ELEMENTS_PER_RANGE,
                         help="Images/annotations per byte range of the annotation file that one "
@@ -123,9 +128,11 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -
     args, beam_args = parse_args(argv)
     if args.num_shards < 1 or args.json_elements_per_range < 1 or args.max_image_pixels < 1:
         raise SystemExit("--num_shards, --json_elements_per_range and --max_image_pixels must be >= 1")
+    earlier = output_prefix.check(OUTPUTS, args.output_file_prefix, args.overwrite)
     with_annotations = args.object_annotations_file is not None
     if with_annotations:
         summary = scan_annotations(args.object_annotations_file, args.json_elements_per_range)
+        output_prefix.remove(earlier)
         labels_path = record_files.labels_file(args.output_file_prefix)
         _write_text(labels_path, summary.label_map.dumps())
         logging.info("annotation file: %d images, %d annotations in %d ranges; label map -> %s",
@@ -135,6 +142,7 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -
         pattern, _ = image_paths.glob_and_root(args.image_dir)
         if not FileSystems.match([pattern])[0].metadata_list:
             raise SystemExit(f"no file matches --image_dir {args.image_dir} ({pattern})")
+        output_prefix.remove(earlier)
         build = functools.partial(build_image_only, args=args)
     result = launcher.run_to_completion(beam_args, save_main_session, build)
     counters = counter_values(result, record_dofns.NAMESPACE)
@@ -147,7 +155,7 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -
 
 
 def main() -> None:
-    launcher.main(run, (AnnotationFileError,))
+    launcher.main(run, (AnnotationFileError, output_prefix.OutputError))
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
   python -m beam_pipelines.predict --model SAVED_MODEL_DIR \
       (--images DIR_OR_GLOB | --tfrecords GLOB) --output PREFIX \
       [--min_score_threshold 0.05] [--attribute_threshold 0.5] [--batch_size 8] \
-      [--num_shards 0] [--max_image_pixels 50000000] [Beam options]
+      [--num_shards 0] [--max_image_pixels 50000000] [--overwrite] [Beam options]
 
 Writes PREFIX-SSSSS-of-NNNNN.jsonl (one JSON object per detection, see
 predict_outputs) and PREFIX-errors-SSSSS-of-NNNNN.jsonl (one object per image
@@ -20,8 +20,8 @@ from apache_beam.io import fileio
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 
-from beam_pipelines import image_paths, launcher, predict_inputs, predict_outputs, rle
-from beam_pipelines.dead_letters import ERRORS, WriteDeadLetters, errors_path
+from beam_pipelines import image_paths, launcher, output_prefix, predict_inputs, predict_outputs, rle
+from beam_pipelines.dead_letters import ERRORS, WriteDeadLetters, errors_path, errors_sink_prefix
 from beam_pipelines.inference_handlers import (RetrySingly, SavedModelSignatureHandler,
                                                example_handler)
 from beam_pipelines.pipeline_metrics import counter_values
@@ -30,6 +30,9 @@ from beam_pipelines.saved_model_check import (EXAMPLE_INPUT, EXAMPLE_SIGNATURE, 
 
 SUMMARY_COUNTERS = ("images_read", "images_predicted", "images_failed", "detections_written")
 MASK_THRESHOLD = 0.5
+DETECTIONS_TEMPLATE, DETECTIONS_SUFFIX = "-SSSSS-of-NNNNN", ".jsonl"
+OUTPUTS = output_prefix.Outputs("--output", DETECTIONS_TEMPLATE, DETECTIONS_SUFFIX,
+                                files=(errors_path,), other_sinks=(errors_sink_prefix,))
 
 
 def parse_args(argv: Optional[Sequence[str]]) -> Tuple[argparse.Namespace, List[str]]:
@@ -40,6 +43,7 @@ def parse_args(argv: Optional[Sequence[str]]) -> Tuple[argparse.Namespace, List[
                                          "filenames are paths below the directory / the glob's fixed part.")
     source.add_argument("--tfrecords", help="Glob of TFRecords written by make_records.")
     parser.add_argument("--output", required=True, help="Output prefix (local or gs://).")
+    output_prefix.add_overwrite_flag(parser)
     parser.add_argument("--min_score_threshold", type=float, default=0.05,
                         help="Keep detections scoring at least this.")
     parser.add_argument("--attribute_threshold", type=float, default=0.5,
@@ -105,8 +109,8 @@ def build(pipeline: beam.Pipeline, args: argparse.Namespace, handler: KeyedModel
          | "EncodeMasksRle" >> beam.ParDo(rle.EncodeMasksRle(MASK_THRESHOLD))
          | "ToJsonLines" >> beam.FlatMap(predict_outputs.to_json_lines, args.attribute_threshold)
          | "WriteDetections" >> beam.io.WriteToText(
-             args.output, file_name_suffix=".jsonl", num_shards=args.num_shards,
-             shard_name_template="-SSSSS-of-NNNNN"))
+             args.output, file_name_suffix=DETECTIONS_SUFFIX, num_shards=args.num_shards,
+             shard_name_template=DETECTIONS_TEMPLATE))
     _ = (inputs[ERRORS], detections[ERRORS]) | "DeadLetters" >> WriteDeadLetters(args.output)
 
 
@@ -120,11 +124,14 @@ def _check_inputs_exist(args: argparse.Namespace) -> None:
 def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -> Dict[str, int]:
     """Runs the pipeline to completion and returns its counters by name.
 
-    Raises ModelError (before building the pipeline) when --model cannot serve.
+    Raises ModelError (before building the pipeline) when --model cannot serve, OutputError
+    when --output holds earlier output (without --overwrite) or lies below a file.
     """
     args, beam_args = parse_args(argv)
+    earlier = output_prefix.check(OUTPUTS, args.output, args.overwrite)
     handler = model_handler(args)
     _check_inputs_exist(args)
+    output_prefix.remove(earlier)
     result = launcher.run_to_completion(beam_args, save_main_session,
                                         functools.partial(build, args=args, handler=handler))
     counters = counter_values(result, predict_inputs.NAMESPACE)
@@ -133,13 +140,13 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -
     counters.update({f"{rle.NAMESPACE}.{name}": value
                      for name, value in counter_values(result, rle.NAMESPACE).items()})
     shards = f"{args.num_shards:05d}" if args.num_shards else "NNNNN"
-    launcher.report([("detections", f"{args.output}-SSSSS-of-{shards}.jsonl"),
+    launcher.report([("detections", f"{args.output}-SSSSS-of-{shards}{DETECTIONS_SUFFIX}"),
                      ("errors", errors_path(args.output))], counters, SUMMARY_COUNTERS)
     return counters
 
 
 def main() -> None:
-    launcher.main(run, (ModelError,))
+    launcher.main(run, (ModelError, output_prefix.OutputError))
 
 
 if __name__ == "__main__":
