@@ -74,7 +74,8 @@ def _check_accounting(counters, written, failed_codes, prefix):
 
 @pytest.mark.parametrize("name, normal", [
     ("a.jpg", "a.jpg"), ("sub/a.jpg", "sub/a.jpg"), ("./a.jpg", "a.jpg"), ("a//b.jpg", "a/b.jpg"),
-    ("a/../b.jpg", "b.jpg"), ("a:b.jpg", "a:b.jpg"), ("..a.jpg", "..a.jpg"), ("d[1]/*.jpg", "d[1]/*.jpg"),
+    ("a/../b.jpg", "b.jpg"), ("a:b.jpg", "a:b.jpg"), ("..a.jpg", "..a.jpg"),
+    ("d[1]/*.jpg", "d[1]/*.jpg"),
 ])
 def test_names_inside_are_normalised(name, normal):
     assert image_paths.confined_name(name) == normal
@@ -123,7 +124,8 @@ def test_make_records_reads_only_inside_the_image_dir(tmp_path):
                                 json_path, "--output_file_prefix", prefix, "--num_shards", "1")
     errors = _check_accounting(counters, written, {name: OUTSIDE for name in leaving}, prefix)
     assert counters["annotations_written"] == len(written)
-    assert counters["annotations_skipped"] == counters["annotations_skipped.image_failed"] == len(leaving)
+    skipped = counters["annotations_skipped"]
+    assert skipped == counters["annotations_skipped.image_failed"] == len(leaving)
     assert all(row["num_annotations"] == 1 for row in errors)
     by_name = {row["filename"]: row["reason"] for row in errors}
     assert "symlink" in by_name["leak.jpg"] and "absolute" in by_name[secret]
