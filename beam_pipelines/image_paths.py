@@ -25,6 +25,7 @@ import dataclasses
 import os
 import posixpath
 import re
+import warnings
 from typing import Any, Dict, Iterable, Optional, Tuple
 
 from apache_beam.io.filesystems import FileSystems
@@ -33,6 +34,10 @@ from model.dataset.image_files import InvalidImage
 
 FILE_OUTSIDE_IMAGE_DIR = "file_outside_image_dir"
 _GLOB_CHARS = re.compile(r"[*?\[]")
+# Beam compiles the escape of '[', '[[]', into the regex '[[]', which Python's re accepts
+# (a set of one '[') with this FutureWarning; Beam's patterns have no other way to say '['.
+warnings.filterwarnings("ignore", message="Possible nested set", category=FutureWarning,
+                        module="apache_beam.io.filesystem")
 
 
 def is_glob(image_dir: str) -> bool:
