@@ -43,7 +43,10 @@ def parse_args(argv: Optional[Sequence[str]]) -> Tuple[argparse.Namespace, List[
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--image_dir", required=True,
                         help="Directory the JSON's file_names are relative to, or a glob whose "
-                             "matches are named by their path below its fixed part; local or gs://.")
+                             "matches are named by their path below its fixed part; local or "
+                             "gs://. A name without *, ? or [, or that names an existing "
+                             "directory, is a directory; anything else is a glob. A file_name "
+                             "must be a relative path that stays inside it (symlinks included).")
     parser.add_argument("--object_annotations_file", default=None,
                         help="COCO/Fashionpedia JSON (local or gs://). Without it: image-only records.")
     parser.add_argument("--output_file_prefix", required=True, help="Output prefix, local or gs://.")
@@ -70,13 +73,15 @@ def _write_outputs(records, errors: tuple, prefix: str, num_shards: int) -> None
     _ = errors | "DeadLetters" >> WriteDeadLetters(prefix)
 
 
-def _locate_images(pipeline: beam.Pipeline, keyed_entries, image_dir: str):
+def _locate_images(pipeline: beam.Pipeline, keyed_entries, source: image_paths.ImageSource):
     """(image_id, entry) -> (image_id, (entry, file path or None))."""
-    if not image_paths.is_glob(image_dir):
-        return keyed_entries | "PathInImageDir" >> beam.Map(image_paths.path_in_directory, image_dir)
-    pattern, root = image_paths.glob_and_root(image_dir)
+    if source.directory:
+        return keyed_entries | "PathInImageDir" >> beam.Map(image_paths.path_in_directory,
+                                                            source.name)
+    pattern, root = source.pattern, source.root
+    # A glob that matches nothing (even one without '*') leaves every entry missing_file.
     paths = (pipeline
-             | "MatchImages" >> fileio.MatchFiles(pattern)
+             | "MatchImages" >> fileio.MatchFiles(pattern, fileio.EmptyMatchTreatment.ALLOW)
              | "KeyFilesByRelativePath" >> beam.Map(
                  lambda metadata, root: (image_paths.relative_path(metadata.path, root),
                                          metadata.path), root))
@@ -87,7 +92,7 @@ def _locate_images(pipeline: beam.Pipeline, keyed_entries, image_dir: str):
 
 
 def build_annotated(pipeline: beam.Pipeline, args: argparse.Namespace,
-                    summary: AnnotationSummary) -> None:
+                    summary: AnnotationSummary, source: image_paths.ImageSource) -> None:
     entries = (
         pipeline
         | "AnnotationFileRanges" >> beam.Create(summary.ranges)
@@ -95,19 +100,20 @@ def build_annotated(pipeline: beam.Pipeline, args: argparse.Namespace,
         | "ReadCocoJson" >> beam.ParDo(record_dofns.ReadCocoRange(
             args.object_annotations_file)).with_outputs(
                 record_dofns.IMAGES, record_dofns.ANNOTATIONS, ERRORS))
-    located = _locate_images(pipeline, entries[record_dofns.IMAGES], args.image_dir)
+    located = _locate_images(pipeline, entries[record_dofns.IMAGES], source)
     built = (
         {record_dofns.IMAGES: located, record_dofns.ANNOTATIONS: entries[record_dofns.ANNOTATIONS]}
         | "GroupByImageId" >> beam.CoGroupByKey()
         | "BuildRecords" >> beam.ParDo(record_dofns.BuildAnnotatedRecords(
-            summary.label_map.dumps(), args.include_masks,
+            summary.label_map.dumps(), args.include_masks, source.root,
             args.max_image_pixels)).with_outputs(ERRORS, main="records"))
     _write_outputs(built.records, (entries[ERRORS], built[ERRORS]), args.output_file_prefix,
                    args.num_shards)
 
 
-def build_image_only(pipeline: beam.Pipeline, args: argparse.Namespace) -> None:
-    pattern, root = image_paths.glob_and_root(args.image_dir)
+def build_image_only(pipeline: beam.Pipeline, args: argparse.Namespace,
+                     source: image_paths.ImageSource) -> None:
+    pattern, root = source.pattern, source.root
     built = (
         pipeline
         | "MatchImages" >> fileio.MatchFiles(pattern)
@@ -130,6 +136,7 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -
         raise SystemExit("--num_shards, --json_elements_per_range and --max_image_pixels must be >= 1")
     earlier = output_prefix.check(OUTPUTS, args.output_file_prefix, args.overwrite)
     with_annotations = args.object_annotations_file is not None
+    source = image_paths.image_source(args.image_dir)
     if with_annotations:
         summary = scan_annotations(args.object_annotations_file, args.json_elements_per_range)
         output_prefix.remove(earlier)
@@ -137,13 +144,12 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -
         _write_text(labels_path, summary.label_map.dumps())
         logging.info("annotation file: %d images, %d annotations in %d ranges; label map -> %s",
                      summary.num_images, summary.num_annotations, len(summary.ranges), labels_path)
-        build = functools.partial(build_annotated, args=args, summary=summary)
+        build = functools.partial(build_annotated, args=args, summary=summary, source=source)
     else:
-        pattern, _ = image_paths.glob_and_root(args.image_dir)
-        if not FileSystems.match([pattern])[0].metadata_list:
-            raise SystemExit(f"no file matches --image_dir {args.image_dir} ({pattern})")
+        if not FileSystems.match([source.pattern])[0].metadata_list:
+            raise SystemExit(f"no file matches --image_dir {args.image_dir} ({source.pattern})")
         output_prefix.remove(earlier)
-        build = functools.partial(build_image_only, args=args)
+        build = functools.partial(build_image_only, args=args, source=source)
     result = launcher.run_to_completion(beam_args, save_main_session, build)
     counters = counter_values(result, record_dofns.NAMESPACE)
     outputs = [("records", record_files.shards_path(args.output_file_prefix, args.num_shards))]

@@ -5,14 +5,16 @@ make_records (image-only records) and predict (``--images``) both start from
 by its path relative to the input root, gives it the id ``image_id_from_path``
 of that name (so both pipelines give a file the same id), reads its bytes and
 passes ``(image_id, relative path, bytes)`` to the subclass's ``accept``. An
-``InvalidImage`` from reading or from ``accept`` becomes the image's dead letter.
+``InvalidImage`` from reading or from ``accept`` becomes the image's dead letter;
+so does a local file whose real path (a symlink) leaves the root
+(``image_paths.FILE_OUTSIDE_IMAGE_DIR``), which is not read.
 """
 from typing import Any, Iterable
 
 import apache_beam as beam
 
 from beam_pipelines import dead_letters
-from beam_pipelines.image_paths import relative_path
+from beam_pipelines.image_paths import check_inside, relative_path
 from beam_pipelines.pipeline_metrics import Counters
 from model.dataset.image_files import InvalidImage
 from model.dataset.image_ids import image_id_from_path
@@ -43,6 +45,7 @@ class ReadMatchedImages(beam.DoFn):
         relative = relative_path(path, self._root)
         image_id = image_id_from_path(relative)
         try:
+            check_inside(path, self._root)
             try:
                 data = readable_file.read()
             except Exception as exc:  # the file vanished or cannot be read since it was matched

@@ -40,7 +40,10 @@ def parse_args(argv: Optional[Sequence[str]]) -> Tuple[argparse.Namespace, List[
     parser.add_argument("--model", required=True, help="SavedModel directory (local or gs://).")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--images", help="Directory of images, or a glob (local or gs://); "
-                                         "filenames are paths below the directory / the glob's fixed part.")
+                                         "filenames are paths below the directory / the glob's "
+                                         "fixed part. A name without *, ? or [, or that names an "
+                                         "existing directory, is a directory; anything else is a "
+                                         "glob. Symlinks that leave it are not read.")
     source.add_argument("--tfrecords", help="Glob of TFRecords written by make_records.")
     parser.add_argument("--output", required=True, help="Output prefix (local or gs://).")
     output_prefix.add_overwrite_flag(parser)

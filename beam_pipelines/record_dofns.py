@@ -10,7 +10,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.pvalue import TaggedOutput
 
-from beam_pipelines import dead_letters
+from beam_pipelines import dead_letters, image_paths
 from beam_pipelines.coco_scan import ElementRange
 from beam_pipelines.dead_letters import ERRORS
 from beam_pipelines.matched_images import ReadMatchedImages
@@ -120,12 +120,16 @@ class BuildAnnotatedRecords(beam.DoFn):
     """(image_id, {'images': [(entry, path)], 'annotations': [...]}) -> serialized record.
 
     ``path`` is the image file (None when no file was found for the entry).
-    Failed images and skipped annotations go to the ``errors`` output.
+    Failed images and skipped annotations go to the ``errors`` output; so does
+    an entry whose ``file_name`` or file leads outside ``image_root`` (the
+    directory, or the glob's fixed part): ``image_paths.FILE_OUTSIDE_IMAGE_DIR``.
     """
 
-    def __init__(self, label_map_json: str, include_masks: bool, max_pixels: int):
+    def __init__(self, label_map_json: str, include_masks: bool, image_root: str,
+                 max_pixels: int):
         self._label_map_json = label_map_json
         self._include_masks = include_masks
+        self._image_root = image_root
         self._max_pixels = max_pixels
         self._label_map = None
 
@@ -152,9 +156,11 @@ class BuildAnnotatedRecords(beam.DoFn):
         filename = raw_entry.get("file_name")
         try:
             entry = parse_image_entry(raw_entry, self._max_pixels)
+            image_paths.confined_name(entry.file_name)
             if path is None:
                 raise InvalidImage("missing_file", f"no file matched by --image_dir is named "
                                                    f"{entry.file_name}")
+            image_paths.check_inside(path, self._image_root)
             data = read_file(path, max_file_bytes(self._max_pixels))
             built: BuiltRecord = build_annotated_record(
                 entry, annotations, data, self._label_map, self._include_masks, self._max_pixels)
