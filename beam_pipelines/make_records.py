@@ -13,6 +13,8 @@ its arrays into byte ranges; workers read those ranges from the file's path, so
 the file never travels in the job graph nor is it held whole anywhere.
 Without --object_annotations_file, every file matched by --image_dir becomes an
 image-only record (prediction input).
+Exit status 1 (after the summary line) when no image was written, or when more
+than --max_failed_fraction of the images read failed; 2 for a bad annotation file.
 """
 import argparse
 import functools
@@ -50,6 +52,7 @@ def parse_args(argv: Optional[Sequence[str]]) -> Tuple[argparse.Namespace, List[
                         help="Store one PNG mask per instance (the default).")
     parser.add_argument("--noinclude_masks", "--no_include_masks", dest="include_masks",
                         action="store_false", help="Store boxes only.")
+    launcher.add_outcome_flags(parser)
     return parser.parse_known_args(argv)
 
 
@@ -113,7 +116,12 @@ def _write_text(path: str, text: str) -> None:
 
 
 def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -> Dict[str, int]:
-    """Runs the pipeline to completion and returns its counters by name."""
+    """Runs the pipeline to completion and returns its counters by name.
+
+    Raises AnnotationFileError (before building the pipeline) for an unusable
+    annotation file, and launcher.JobFailed (after printing the summary) when the
+    job failed as a whole.
+    """
     args, beam_args = parse_args(argv)
     if args.num_shards < 1 or args.json_elements_per_range < 1:
         raise SystemExit("--num_shards and --json_elements_per_range must be >= 1")
@@ -137,6 +145,8 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -
         outputs.append(("label map", labels_path))
     outputs.append(("errors", errors_path(args.output_file_prefix)))
     launcher.report(outputs, counters, SUMMARY_COUNTERS)
+    launcher.check_outcome(counters, "images_written", args.max_failed_fraction,
+                           errors_path(args.output_file_prefix))
     return counters
 
 
