@@ -13,6 +13,8 @@ its arrays into byte ranges; workers read those ranges from the file's path, so
 the file never travels in the job graph nor is it held whole anywhere.
 Without --object_annotations_file, every file matched by --image_dir becomes an
 image-only record (prediction input).
+Exit status 1 (after the summary line) when no image was written, or when more
+than --max_failed_fraction of the images read failed; 2 for a bad annotation file.
 """
 import argparse
 import functools
@@ -62,6 +64,7 @@ def parse_args(argv: Optional[Sequence[str]]) -> Tuple[argparse.Namespace, List[
     parser.add_argument("--max_image_pixels", type=int, default=DEFAULT_MAX_PIXELS,
                         help="An image whose images entry or file is larger (width x height) "
                              "fails with image_too_large, before it is decoded.")
+    launcher.add_outcome_flags(parser)
     return parser.parse_known_args(argv)
 
 
@@ -130,7 +133,12 @@ def _write_text(path: str, text: str) -> None:
 
 
 def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -> Dict[str, int]:
-    """Runs the pipeline to completion and returns its counters by name."""
+    """Runs the pipeline to completion and returns its counters by name.
+
+    Raises AnnotationFileError (before building the pipeline) for an unusable
+    annotation file, and launcher.JobFailed (after printing the summary) when the
+    job failed as a whole.
+    """
     args, beam_args = parse_args(argv)
     if args.num_shards < 1 or args.json_elements_per_range < 1 or args.max_image_pixels < 1:
         raise SystemExit("--num_shards, --json_elements_per_range and --max_image_pixels must be >= 1")
@@ -157,6 +165,8 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -
         outputs.append(("label map", labels_path))
     outputs.append(("errors", errors_path(args.output_file_prefix)))
     launcher.report(outputs, counters, SUMMARY_COUNTERS)
+    launcher.check_outcome(counters, "images_written", args.max_failed_fraction,
+                           errors_path(args.output_file_prefix))
     return counters
 
 

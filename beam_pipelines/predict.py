@@ -3,13 +3,16 @@
   python -m beam_pipelines.predict --model SAVED_MODEL_DIR \
       (--images DIR_OR_GLOB | --tfrecords GLOB) --output PREFIX \
       [--min_score_threshold 0.05] [--attribute_threshold 0.5] [--batch_size 8] \
-      [--num_shards 0] [--max_image_pixels 50000000] [--overwrite] [Beam options]
+      [--num_shards 0] [--max_image_pixels 50000000] [--max_failed_fraction 0.5] \
+      [--overwrite] [Beam options]
 
 Writes PREFIX-SSSSS-of-NNNNN.jsonl (one JSON object per detection, see
 predict_outputs) and PREFIX-errors-SSSSS-of-NNNNN.jsonl (one object per image
 that could not be predicted, with ``filename``, ``code`` and ``reason``).
 Every image read is either predicted or in the errors file; the last line
 printed is ``images_read=N images_predicted=N images_failed=N detections_written=N``.
+Exit status 1 (after that line) when no image was predicted, or when more than
+--max_failed_fraction of the images read failed; 2 for an unusable --model.
 """
 import argparse
 import functools
@@ -60,6 +63,7 @@ def parse_args(argv: Optional[Sequence[str]]) -> Tuple[argparse.Namespace, List[
     parser.add_argument("--max_image_pixels", type=int, default=predict_inputs.DEFAULT_MAX_PIXELS,
                         help="Images with more pixels (width x height, read from the header) "
                              "fail with code image_too_large instead of being decoded.")
+    launcher.add_outcome_flags(parser)
     parser.add_argument("--tfx_bsl_handler", dest="tfx_bsl_handler", action="store_true",
                         default=True, help="--tfrecords: infer through tfx-bsl's handler (default).")
     parser.add_argument("--notfx_bsl_handler", dest="tfx_bsl_handler", action="store_false",
@@ -128,7 +132,8 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -
     """Runs the pipeline to completion and returns its counters by name.
 
     Raises ModelError (before building the pipeline) when --model cannot serve, OutputError
-    when --output holds earlier output (without --overwrite) or lies below a file.
+    when --output holds earlier output (without --overwrite) or lies below a file, and
+    launcher.JobFailed (after printing the summary) when the job failed as a whole.
     """
     args, beam_args = parse_args(argv)
     earlier = output_prefix.check(OUTPUTS, args.output, args.overwrite)
@@ -145,6 +150,8 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -
     shards = f"{args.num_shards:05d}" if args.num_shards else "NNNNN"
     launcher.report([("detections", f"{args.output}-SSSSS-of-{shards}{DETECTIONS_SUFFIX}"),
                      ("errors", errors_path(args.output))], counters, SUMMARY_COUNTERS)
+    launcher.check_outcome(counters, "images_predicted", args.max_failed_fraction,
+                           errors_path(args.output))
     return counters
 
 
