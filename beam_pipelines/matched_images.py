@@ -14,6 +14,7 @@ from typing import Any, Iterable
 import apache_beam as beam
 
 from beam_pipelines import dead_letters
+from beam_pipelines.file_reads import input_read_error
 from beam_pipelines.image_paths import check_inside, relative_path
 from beam_pipelines.pipeline_metrics import Counters
 from model.dataset.image_files import InvalidImage
@@ -48,9 +49,8 @@ class ReadMatchedImages(beam.DoFn):
             check_inside(path, self._root)
             try:
                 data = readable_file.read()
-            except Exception as exc:  # the file vanished or cannot be read since it was matched
-                raise InvalidImage("unreadable_file", f"cannot read "
-                                   f"{self.unreadable_name(path, relative)}: {exc}") from None
+            except Exception as exc:  # vanished or unreadable since it was matched, or a fault
+                raise input_read_error(exc, self.unreadable_name(path, relative)) from None
             output = self.accept(image_id, relative, data)
         except InvalidImage as exc:
             yield dead_letters.failed_image(self._counters, image_id, relative, exc)

@@ -13,6 +13,7 @@ from apache_beam.pvalue import TaggedOutput
 from beam_pipelines import dead_letters, image_paths
 from beam_pipelines.coco_scan import ElementRange
 from beam_pipelines.dead_letters import ERRORS
+from beam_pipelines.file_reads import read_file
 from beam_pipelines.matched_images import ReadMatchedImages
 from beam_pipelines.pipeline_metrics import Counters
 from model.dataset import rejections
@@ -43,27 +44,6 @@ def _skipped(image_id: Any, filename: Optional[str], annotation_id: Any, code: s
     COUNTERS.inc_coded("annotations_skipped", code)
     return TaggedOutput(ERRORS, rejections.skipped_annotation(image_id, filename, annotation_id,
                                                               code, reason))
-
-
-def read_file(path: str, max_bytes: Optional[int] = None) -> bytes:
-    """The whole file; raises InvalidImage('missing_file' | 'unreadable_file' | 'image_too_large').
-
-    At most ``max_bytes`` + 1 bytes are read: a larger file is refused unread.
-    """
-    try:
-        with FileSystems.open(path, compression_type="uncompressed") as stream:
-            data = stream.read() if max_bytes is None else stream.read(max_bytes + 1)
-    except FileNotFoundError:
-        raise InvalidImage("missing_file", f"no such file: {path}") from None
-    except Exception as exc:
-        message = str(exc)
-        code = "missing_file" if "not found" in message.lower() or "no such" in message.lower() \
-            else "unreadable_file"
-        raise InvalidImage(code, f"cannot read {path}: {message}") from None
-    if max_bytes is not None and len(data) > max_bytes:
-        raise InvalidImage("image_too_large", f"{path} is over {max_bytes} bytes, more than an image "
-                                              f"within --max_image_pixels needs")
-    return data
 
 
 def _count_written(built: BuiltRecord) -> None:

@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from beam_pipelines.record_dofns import read_file
+from beam_pipelines.file_reads import read_file
 from model.dataset.coco_annotations import (
     MAX_BOUNDARY_FACTOR, MAX_POLYGON_PARTS, InvalidAnnotation, outside_margin, parse_annotation,
     segmentation_to_rle)
