@@ -62,7 +62,7 @@ def parse_attribute_output(text: str) -> AttributeOutput:
     if text in ("full", "ids"):
         return AttributeOutput(text)
     name, _, value = text.partition("=")
-    if name == "top_k" and value.isdigit() and int(value) >= 1:
+    if name == "top_k" and value.isdecimal() and int(value) >= 1:
         return AttributeOutput("top_k", int(value))
     raise argparse.ArgumentTypeError(
         f"{text!r} is not one of full, ids, top_k=K (K an integer >= 1)")
