@@ -152,7 +152,8 @@ def test_full_mode_is_the_default_schema(runs):
     assert sorted(os.listdir(os.path.dirname(prefix))) == [
         "val-00000-of-00002.jsonl", "val-00001-of-00002.jsonl", "val-errors-00000-of-00001.jsonl"]
     assert counters["images_read"] == counters["images_predicted"] == 4
-    assert counters["detections_written"] == len(rows) == 4 * 20  # every slot of the tiny model
+    # Every slot of the tiny model (20 an image) but those whose mask is empty.
+    assert 0 < counters["detections_written"] == len(rows) <= 4 * 20
     check_detections(rows, image_sizes(image_dir))
     assert all(list(row) == TODAYS_KEYS for row in rows)  # and in today's order
 
