@@ -36,7 +36,7 @@ from model.dataset.image_files import DEFAULT_MAX_PIXELS
 SUMMARY_COUNTERS = ("images_read", "images_written", "images_failed",
                     "annotations_written", "annotations_skipped")
 OUTPUTS = output_prefix.Outputs("--output_file_prefix", record_files.SHARD_TEMPLATE,
-                                record_files.RECORD_SUFFIX,
+                                (record_files.RECORD_SUFFIX,),
                                 files=(errors_path, record_files.labels_file),
                                 other_sinks=(errors_sink_prefix,))
 

@@ -38,11 +38,12 @@ class OutputError(ValueError):
 @dataclass(frozen=True)
 class Outputs:
     """What a pipeline writes for a prefix: the shards of its main sink (prefix + template +
-    suffix), single files, and the prefixes of its other Beam file sinks, as functions of the
-    prefix. ``flag`` names the prefix in messages."""
+    one of the suffixes it may use, e.g. with and without compression), single files, and the
+    prefixes of its other Beam file sinks, as functions of the prefix. ``flag`` names the
+    prefix in messages."""
     flag: str
     shard_template: str  # Beam's shard name template, e.g. -SSSSS-of-NNNNN
-    shard_suffix: str
+    shard_suffixes: Tuple[str, ...]
     files: Tuple[Callable[[str], str], ...] = ()
     other_sinks: Tuple[Callable[[str], str], ...] = ()
 
@@ -124,7 +125,8 @@ def _existing(outputs: Outputs, prefix: str) -> Found:
     found = Found()
     # Both patterns are fixed up to the prefix's last part; names are then matched exactly.
     files = {make(prefix) for make in outputs.files}
-    shard = re.compile(_shard_regex(prefix, outputs.shard_template, outputs.shard_suffix) + r"\Z")
+    shard = re.compile("(?:" + "|".join(_shard_regex(prefix, outputs.shard_template, suffix)
+                                        for suffix in outputs.shard_suffixes) + r")\Z")
     for metadata in FileSystems.match([prefix + "*"])[0].metadata_list:
         if metadata.path in files or shard.match(metadata.path):
             found.files.append(metadata.path)

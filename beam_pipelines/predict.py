@@ -4,23 +4,25 @@
       (--images DIR_OR_GLOB | --tfrecords GLOB) --output PREFIX \
       [--min_score_threshold 0.05] [--attribute_threshold 0.5] [--batch_size 8] \
       [--num_shards 0] [--max_image_pixels 50000000] [--max_failed_fraction 0.5] \
-      [--overwrite] [Beam options]
+      [--overwrite] [--attributes full|ids|top_k=K] [--compression none|gzip] [Beam options]
 
 Writes PREFIX-SSSSS-of-NNNNN.jsonl (one JSON object per detection, see
-predict_outputs) and PREFIX-errors-SSSSS-of-NNNNN.jsonl (one object per image
-that could not be predicted, with ``filename``, ``code`` and ``reason``).
+predict_outputs; .jsonl.gz, gzip-compressed, with --compression gzip) and
+PREFIX-errors-SSSSS-of-NNNNN.jsonl (one object per image that could not be
+predicted, with ``filename``, ``code`` and ``reason``; never compressed).
 Every image read is either predicted or in the errors file; the last line
 printed is ``images_read=N images_predicted=N images_failed=N detections_written=N``.
 Exit status 1 (after that line) when no image was predicted, or when more than
 --max_failed_fraction of the images read failed; 2 for an unusable --model.
 """
 import argparse
+import dataclasses
 import functools
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
 from apache_beam.io import fileio
-from apache_beam.io.filesystems import FileSystems
+from apache_beam.io.filesystems import CompressionTypes, FileSystems
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 
 from beam_pipelines import image_paths, launcher, output_prefix, predict_inputs, predict_outputs, rle
@@ -33,8 +35,13 @@ from beam_pipelines.saved_model_check import (EXAMPLE_INPUT, EXAMPLE_SIGNATURE, 
 
 SUMMARY_COUNTERS = ("images_read", "images_predicted", "images_failed", "detections_written")
 MASK_THRESHOLD = 0.5
-DETECTIONS_TEMPLATE, DETECTIONS_SUFFIX = "-SSSSS-of-NNNNN", ".jsonl"
-OUTPUTS = output_prefix.Outputs("--output", DETECTIONS_TEMPLATE, DETECTIONS_SUFFIX,
+DETECTIONS_TEMPLATE = "-SSSSS-of-NNNNN"
+# --compression -> (Beam compression type, detection shard suffix). The errors file
+# stays plain JSON Lines: one short line per failed image, at a path known in advance.
+COMPRESSIONS = {"none": (CompressionTypes.UNCOMPRESSED, ".jsonl"),
+                "gzip": (CompressionTypes.GZIP, ".jsonl.gz")}
+OUTPUTS = output_prefix.Outputs("--output", DETECTIONS_TEMPLATE,
+                                tuple(suffix for _, suffix in COMPRESSIONS.values()),
                                 files=(errors_path,), other_sinks=(errors_sink_prefix,))
 
 
@@ -54,6 +61,13 @@ def parse_args(argv: Optional[Sequence[str]]) -> Tuple[argparse.Namespace, List[
                         help="Keep detections scoring at least this.")
     parser.add_argument("--attribute_threshold", type=float, default=0.5,
                         help="attribute_ids lists attributes with probability >= this.")
+    parser.add_argument("--attributes", type=predict_outputs.parse_attribute_output,
+                        default=predict_outputs.FULL, metavar="full|ids|top_k=K",
+                        help="Attribute fields per detection: full (attribute_probabilities, "
+                             "every slot, and attribute_ids; default), ids (attribute_ids only), "
+                             "top_k=K (attribute_ids and the K most probable attributes).")
+    parser.add_argument("--compression", choices=sorted(COMPRESSIONS), default="none",
+                        help="gzip: detection shards are written gzip-compressed (.jsonl.gz).")
     parser.add_argument("--batch_size", type=int, default=8, help="Largest inference batch.")
     parser.add_argument("--min_batch_size", type=int, default=None,
                         help="Smallest inference batch (default: --batch_size; the last batch "
@@ -105,8 +119,24 @@ def read_inputs(pipeline: beam.Pipeline, args: argparse.Namespace):
                 args.max_image_pixels)).with_outputs(ERRORS, main="inputs"))
 
 
+def attribute_output(args: argparse.Namespace) -> predict_outputs.AttributeOutput:
+    """--attributes, with top_k's candidates taken from the SavedModel's label map."""
+    if args.attributes.mode != "top_k":
+        return args.attributes
+    try:
+        defined = predict_outputs.defined_attribute_ids(args.model)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ModelError(f"--model {args.model}: its label map cannot be read ({exc})") from None
+    return dataclasses.replace(args.attributes, defined_ids=defined)
+
+
+def detections_suffix(args: argparse.Namespace) -> str:
+    return COMPRESSIONS[args.compression][1]
+
+
 def build(pipeline: beam.Pipeline, args: argparse.Namespace, handler: KeyedModelHandler) -> None:
     inputs = read_inputs(pipeline, args)
+    compression_type, suffix = COMPRESSIONS[args.compression]
     detections = (
         inputs.inputs
         | "RunInference" >> RunInference(handler)
@@ -114,10 +144,11 @@ def build(pipeline: beam.Pipeline, args: argparse.Namespace, handler: KeyedModel
             args.min_score_threshold)).with_outputs(ERRORS, main="detections"))
     _ = (detections.detections
          | "EncodeMasksRle" >> beam.ParDo(rle.EncodeMasksRle(MASK_THRESHOLD))
-         | "ToJsonLines" >> beam.FlatMap(predict_outputs.to_json_lines, args.attribute_threshold)
+         | "ToJsonLines" >> beam.FlatMap(predict_outputs.to_json_lines, args.attribute_threshold,
+                                         attribute_output(args))
          | "WriteDetections" >> beam.io.WriteToText(
-             args.output, file_name_suffix=DETECTIONS_SUFFIX, num_shards=args.num_shards,
-             shard_name_template=DETECTIONS_TEMPLATE))
+             args.output, file_name_suffix=suffix, num_shards=args.num_shards,
+             shard_name_template=DETECTIONS_TEMPLATE, compression_type=compression_type))
     _ = (inputs[ERRORS], detections[ERRORS]) | "DeadLetters" >> WriteDeadLetters(args.output)
 
 
@@ -148,7 +179,7 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -
     counters.update({f"{rle.NAMESPACE}.{name}": value
                      for name, value in counter_values(result, rle.NAMESPACE).items()})
     shards = f"{args.num_shards:05d}" if args.num_shards else "NNNNN"
-    launcher.report([("detections", f"{args.output}-SSSSS-of-{shards}{DETECTIONS_SUFFIX}"),
+    launcher.report([("detections", f"{args.output}-SSSSS-of-{shards}{detections_suffix(args)}"),
                      ("errors", errors_path(args.output))], counters, SUMMARY_COUNTERS)
     launcher.check_outcome(counters, "images_predicted", args.max_failed_fraction,
                            errors_path(args.output))

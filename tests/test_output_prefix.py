@@ -158,3 +158,16 @@ def test_output_prefix_with_glob_characters_is_refused(tmp_path):
     with pytest.raises(OutputError, match=r"cannot contain \*, \? or \["):
         run_predict("--model", str(tmp_path / "no_model"), "--images", images, "--output", prefix)
     assert sorted(os.listdir(tmp_path)) == ["photos"]
+
+
+def test_predict_owns_its_shards_compressed_or_not(tmp_path):
+    from beam_pipelines import output_prefix
+    from beam_pipelines.predict import OUTPUTS
+    prefix = str(tmp_path / "p")
+    _plant(tmp_path, ["p-00000-of-00002.jsonl.gz", "p-00001-of-00002.jsonl.gz",
+                      "p-00000-of-00001.jsonl", "p-00000-of-00001.jsonl.bz2", "p.jsonl.gz"])
+    found = output_prefix.check(OUTPUTS, prefix, overwrite=True)
+    assert sorted(os.path.basename(path) for path in found.files) == [
+        "p-00000-of-00001.jsonl", "p-00000-of-00002.jsonl.gz", "p-00001-of-00002.jsonl.gz"]
+    with pytest.raises(OutputError):
+        output_prefix.check(OUTPUTS, prefix, overwrite=False)
