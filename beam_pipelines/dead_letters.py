@@ -22,7 +22,12 @@ _SHARDS = "-SSSSS-of-NNNNN"
 
 def errors_path(prefix: str) -> str:
     """The file ``WriteDeadLetters(prefix)`` writes."""
-    return f"{prefix}{_SUFFIX}-00000-of-00001{_EXTENSION}"
+    return f"{errors_sink_prefix(prefix)}-00000-of-00001{_EXTENSION}"
+
+
+def errors_sink_prefix(prefix: str) -> str:
+    """The prefix of the errors file's Beam sink (which names its temp directory after it)."""
+    return prefix + _SUFFIX
 
 
 def failed_image(counters: Counters, image_id: Optional[Any], filename: Optional[str],
@@ -49,5 +54,5 @@ class WriteDeadLetters(beam.PTransform):
                 | "AllErrors" >> beam.Flatten()
                 | "ErrorsToJson" >> beam.Map(rejections.json_line)
                 | "WriteErrors" >> beam.io.WriteToText(
-                    self._prefix + _SUFFIX, file_name_suffix=_EXTENSION, num_shards=1,
+                    errors_sink_prefix(self._prefix), file_name_suffix=_EXTENSION, num_shards=1,
                     shard_name_template=_SHARDS))

@@ -25,6 +25,7 @@ import sys
 import time
 from typing import Dict, List, Sequence
 
+from beam_pipelines.prediction_files import open_text
 from model.evaluation.detections import read_detections
 from model.evaluation.ground_truth import load_ground_truth
 from model.evaluation.matched_attribute_f1 import matched_attribute_f1
@@ -48,7 +49,7 @@ def _run(step: str, arguments: Sequence[str], log_dir: str, timings: Dict[str, f
 def _matched_f1(predictions: List[str], annotations: str) -> float:
     with open(annotations) as stream:
         ground_truth = load_ground_truth(json.load(stream))
-    streams = [open(path) for path in predictions]
+    streams = [open_text(path) for path in predictions]
     try:
         detections = read_detections(streams, predictions)
     finally:

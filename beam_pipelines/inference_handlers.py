@@ -7,10 +7,29 @@
 * ``example_handler``: tfx-bsl's ``CreateModelHandler`` on the tf.Example
   signature (outputs come back as PredictionLog protos).
 * ``RetrySingly``: wraps either so that a batch that fails is retried one
-  input at a time; an input that fails alone yields ``InferenceFailed``
-  instead of failing the bundle, so one bad input never costs its neighbours.
+  input at a time. An input that fails alone with an error of the input's own
+  making (``is_input_error``) yields ``InferenceFailed`` instead of failing the
+  bundle, so one bad input never costs its neighbours; any other error fails
+  the bundle, so that the runner retries it (Dataflow: 4 times in batch, then
+  the job fails) instead of recording every remaining input as a bad image.
   It also fixes batching and model sharing: one model per worker machine
   (``large_model``, ``model_copies=1``), so a GPU never holds several copies.
+
+Which errors are the input's (``is_input_error``): only TensorFlow's
+``InvalidArgumentError``. It is what the serving graph raises when it cannot
+decode an image that passed the pipeline's own checks (a JPEG with a broken
+Huffman table, a PNG whose compressed data is corrupt), when a tf.Example
+lacks the image feature, or when a tensor's shape or value is wrong for one
+input. Everything else is taken for a fault of the worker, the model or the
+service, whatever the input: ``ResourceExhaustedError`` (out of memory on the
+GPU or host), ``UnavailableError``, ``InternalError``, ``UnknownError`` and
+every other TensorFlow error; ``MemoryError``; ``OSError`` (which includes
+``ConnectionError``, ``BrokenPipeError``), ``EOFError`` and
+``multiprocessing.managers.RemoteError``, which are what a call to the shared
+model raises when the process holding it has died (RunInference's
+``large_model`` path serves the model from one worker process over a local
+socket, ``apache_beam.utils.multi_process_shared``; errors raised by the model
+itself cross that socket with their own type); and any exception not listed.
 """
 import dataclasses
 import logging
@@ -96,8 +115,22 @@ class InferenceFailed:
     reason: str
 
 
+def is_input_error(exc: BaseException) -> bool:
+    """Whether ``exc``, raised by inference on a single input, is that input's fault
+    (see the module docstring for the classification)."""
+    import tensorflow as tf
+    return isinstance(exc, tf.errors.InvalidArgumentError)
+
+
 class RetrySingly(ModelHandler):
     """Runs ``inner`` on a batch; when that raises, runs each input alone.
+
+    An input that fails alone with an input error (``is_input_error``) gets an
+    ``InferenceFailed``; the first input that fails alone with any other error
+    re-raises that error, failing the bundle (a batch whose inputs all fail
+    alone with an out-of-memory error raises; it is not dead-lettered). A batch
+    that fails whole but whose inputs all succeed alone (a batch too large for
+    the GPU's memory) gives every result.
 
     Batching: between ``min_batch_size`` and ``max_batch_size`` inputs.
     Sharing: ``large_model`` loads ``model_copies`` model(s) per machine, in a
@@ -116,20 +149,27 @@ class RetrySingly(ModelHandler):
 
     def run_inference(self, batch: Sequence[Any], model: Any,
                       inference_args: Optional[Dict[str, Any]] = None) -> List[Any]:
+        if len(batch) == 1:
+            return [self._run_alone(batch[0], model, inference_args)]
         try:
             return list(self._inner.run_inference(batch, model, inference_args))
         except Exception as exc:
-            if len(batch) == 1:
-                return [InferenceFailed(_describe(exc))]
             logging.warning("inference failed on a batch of %d (%s); retrying one by one",
                             len(batch), _describe(exc))
-        results: List[Any] = []
-        for item in batch:
-            try:
-                results.extend(self._inner.run_inference([item], model, inference_args))
-            except Exception as exc:
-                results.append(InferenceFailed(_describe(exc)))
-        return results
+        return [self._run_alone(item, model, inference_args) for item in batch]
+
+    def _run_alone(self, item: Any, model: Any, inference_args: Optional[Dict[str, Any]]) -> Any:
+        """``item``'s result, ``InferenceFailed`` for an input error; raises any other error."""
+        try:
+            (result,) = self._inner.run_inference([item], model, inference_args)
+            return result
+        except Exception as exc:
+            if is_input_error(exc):
+                return InferenceFailed(_describe(exc))
+            exc.add_note(f"inference failed on a single input with {type(exc).__name__}, which "
+                         "is not an error of the input: failing the bundle so that the runner "
+                         "retries it, instead of recording the input as a bad image")
+            raise
 
     def get_num_bytes(self, batch: Sequence[Any]) -> int:
         return self._inner.get_num_bytes(batch)

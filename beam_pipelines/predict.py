@@ -4,13 +4,17 @@
       (--images DIR_OR_GLOB | --images_manifest FILE [--images DIR] | --tfrecords GLOB) \
       --output PREFIX \
       [--min_score_threshold 0.05] [--attribute_threshold 0.5] [--batch_size 8] \
-      [--num_shards 0] [--max_image_pixels 50000000] [Beam options]
+      [--num_shards 0] [--max_image_pixels 50000000] [--max_failed_fraction 0.5] \
+      [--overwrite] [--attributes full|ids|top_k=K] [--compression none|gzip] [Beam options]
 
 Writes PREFIX-SSSSS-of-NNNNN.jsonl (one JSON object per detection, see
-predict_outputs) and PREFIX-errors-SSSSS-of-NNNNN.jsonl (one object per image
-that could not be predicted, with ``filename``, ``code`` and ``reason``).
+predict_outputs; .jsonl.gz, gzip-compressed, with --compression gzip) and
+PREFIX-errors-SSSSS-of-NNNNN.jsonl (one object per image that could not be
+predicted, with ``filename``, ``code`` and ``reason``; never compressed).
 Every image read is either predicted or in the errors file; the last line
 printed is ``images_read=N images_predicted=N images_failed=N detections_written=N``.
+Exit status 1 (after that line) when no image was predicted, or when more than
+--max_failed_fraction of the images read failed; 2 for an unusable --model.
 
 Work spreads over workers: the matched (or listed) paths are shuffled before
 any file is read, so reading and inference do not fuse behind the one element
@@ -18,16 +22,17 @@ that matching starts from. With ``--template_location`` (DataflowRunner) the
 job is written as a classic template instead of run.
 """
 import argparse
+import dataclasses
 import functools
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
 from apache_beam.io import fileio
-from apache_beam.io.filesystems import FileSystems
+from apache_beam.io.filesystems import CompressionTypes, FileSystems
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 
-from beam_pipelines import image_paths, launcher, predict_inputs, predict_outputs, rle
-from beam_pipelines.dead_letters import ERRORS, WriteDeadLetters, errors_path
+from beam_pipelines import image_paths, launcher, output_prefix, predict_inputs, predict_outputs, rle
+from beam_pipelines.dead_letters import ERRORS, WriteDeadLetters, errors_path, errors_sink_prefix
 from beam_pipelines.inference_handlers import (RetrySingly, SavedModelSignatureHandler,
                                                example_handler)
 from beam_pipelines.pipeline_metrics import counter_values
@@ -36,6 +41,14 @@ from beam_pipelines.saved_model_check import (EXAMPLE_INPUT, EXAMPLE_SIGNATURE, 
 
 SUMMARY_COUNTERS = ("images_read", "images_predicted", "images_failed", "detections_written")
 MASK_THRESHOLD = 0.5
+DETECTIONS_TEMPLATE = "-SSSSS-of-NNNNN"
+# --compression -> (Beam compression type, detection shard suffix). The errors file
+# stays plain JSON Lines: one short line per failed image, at a path known in advance.
+COMPRESSIONS = {"none": (CompressionTypes.UNCOMPRESSED, ".jsonl"),
+                "gzip": (CompressionTypes.GZIP, ".jsonl.gz")}
+OUTPUTS = output_prefix.Outputs("--output", DETECTIONS_TEMPLATE,
+                                tuple(suffix for _, suffix in COMPRESSIONS.values()),
+                                files=(errors_path,), other_sinks=(errors_sink_prefix,))
 
 
 def parse_args(argv: Optional[Sequence[str]]) -> Tuple[argparse.Namespace, List[str]]:
@@ -43,8 +56,11 @@ def parse_args(argv: Optional[Sequence[str]]) -> Tuple[argparse.Namespace, List[
     parser.add_argument("--model", required=True, help="SavedModel directory (local or gs://).")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--images", help="Directory of images, or a glob (local or gs://); "
-                                         "filenames are paths below the directory / the glob's fixed part. "
-                                         "With --images_manifest: the directory its relative paths are below.")
+                                         "filenames are paths below the directory / the glob's "
+                                         "fixed part. A name without *, ? or [, or that names an "
+                                         "existing directory, is a directory; anything else is a "
+                                         "glob. Symlinks that leave it are not read. With "
+                                         "--images_manifest: the directory its paths are below.")
     source.add_argument("--tfrecords", help="Glob of TFRecords written by make_records.")
     parser.add_argument("--images_manifest", default=None,
                         help="Text file (local or gs://) listing the images to predict, one path a "
@@ -52,10 +68,18 @@ def parse_args(argv: Optional[Sequence[str]]) -> Tuple[argparse.Namespace, List[
                              "manifest's directory). Blank lines and lines starting with # are "
                              "skipped; a path listed twice is predicted once.")
     parser.add_argument("--output", required=True, help="Output prefix (local or gs://).")
+    output_prefix.add_overwrite_flag(parser)
     parser.add_argument("--min_score_threshold", type=float, default=0.05,
                         help="Keep detections scoring at least this.")
     parser.add_argument("--attribute_threshold", type=float, default=0.5,
                         help="attribute_ids lists attributes with probability >= this.")
+    parser.add_argument("--attributes", type=predict_outputs.parse_attribute_output,
+                        default=predict_outputs.FULL, metavar="full|ids|top_k=K",
+                        help="Attribute fields per detection: full (attribute_probabilities, "
+                             "every slot, and attribute_ids; default), ids (attribute_ids only), "
+                             "top_k=K (attribute_ids and the K most probable attributes).")
+    parser.add_argument("--compression", choices=sorted(COMPRESSIONS), default="none",
+                        help="gzip: detection shards are written gzip-compressed (.jsonl.gz).")
     parser.add_argument("--batch_size", type=int, default=8, help="Largest inference batch.")
     parser.add_argument("--min_batch_size", type=int, default=None,
                         help="Smallest inference batch (default: --batch_size; the last batch "
@@ -65,6 +89,7 @@ def parse_args(argv: Optional[Sequence[str]]) -> Tuple[argparse.Namespace, List[
     parser.add_argument("--max_image_pixels", type=int, default=predict_inputs.DEFAULT_MAX_PIXELS,
                         help="Images with more pixels (width x height, read from the header) "
                              "fail with code image_too_large instead of being decoded.")
+    launcher.add_outcome_flags(parser)
     parser.add_argument("--tfx_bsl_handler", dest="tfx_bsl_handler", action="store_true",
                         default=True, help="--tfrecords: infer through tfx-bsl's handler (default).")
     parser.add_argument("--notfx_bsl_handler", dest="tfx_bsl_handler", action="store_false",
@@ -125,8 +150,24 @@ def read_inputs(pipeline: beam.Pipeline, args: argparse.Namespace):
                 args.max_image_pixels)).with_outputs(ERRORS, main="inputs"))
 
 
+def attribute_output(args: argparse.Namespace) -> predict_outputs.AttributeOutput:
+    """--attributes, with top_k's candidates taken from the SavedModel's label map."""
+    if args.attributes.mode != "top_k":
+        return args.attributes
+    try:
+        defined = predict_outputs.defined_attribute_ids(args.model)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ModelError(f"--model {args.model}: its label map cannot be read ({exc})") from None
+    return dataclasses.replace(args.attributes, defined_ids=defined)
+
+
+def detections_suffix(args: argparse.Namespace) -> str:
+    return COMPRESSIONS[args.compression][1]
+
+
 def build(pipeline: beam.Pipeline, args: argparse.Namespace, handler: KeyedModelHandler) -> None:
     inputs = read_inputs(pipeline, args)
+    compression_type, suffix = COMPRESSIONS[args.compression]
     detections = (
         inputs.inputs
         | "RunInference" >> RunInference(handler)
@@ -134,10 +175,11 @@ def build(pipeline: beam.Pipeline, args: argparse.Namespace, handler: KeyedModel
             args.min_score_threshold)).with_outputs(ERRORS, main="detections"))
     _ = (detections.detections
          | "EncodeMasksRle" >> beam.ParDo(rle.EncodeMasksRle(MASK_THRESHOLD))
-         | "ToJsonLines" >> beam.FlatMap(predict_outputs.to_json_lines, args.attribute_threshold)
+         | "ToJsonLines" >> beam.FlatMap(predict_outputs.to_json_lines, args.attribute_threshold,
+                                         attribute_output(args))
          | "WriteDetections" >> beam.io.WriteToText(
-             args.output, file_name_suffix=".jsonl", num_shards=args.num_shards,
-             shard_name_template="-SSSSS-of-NNNNN"))
+             args.output, file_name_suffix=suffix, num_shards=args.num_shards,
+             shard_name_template=DETECTIONS_TEMPLATE, compression_type=compression_type))
     _ = (inputs[ERRORS], detections[ERRORS]) | "DeadLetters" >> WriteDeadLetters(args.output)
 
 
@@ -145,6 +187,9 @@ def _check_inputs_exist(args: argparse.Namespace) -> None:
     if args.images_manifest:
         if not FileSystems.exists(args.images_manifest):
             raise SystemExit(f"error: --images_manifest {args.images_manifest} does not exist")
+        if args.images and not image_paths.image_source(args.images).directory:
+            raise SystemExit(f"error: with --images_manifest, --images is the directory the listed "
+                             f"paths are below, not a glob: {args.images}")
         return
     pattern = image_paths.glob_and_root(args.images)[0] if args.images else args.tfrecords
     # One match is enough to know the input exists: no listing of millions of objects.
@@ -157,11 +202,15 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -
     """Runs the pipeline to completion and returns its counters by name ({} when
     --template_location made a template instead of running it).
 
-    Raises ModelError (before building the pipeline) when --model cannot serve.
+    Raises ModelError (before building the pipeline) when --model cannot serve, OutputError
+    when --output holds earlier output (without --overwrite) or lies below a file, and
+    launcher.JobFailed (after printing the summary) when the job failed as a whole.
     """
     args, beam_args = parse_args(argv)
+    earlier = output_prefix.check(OUTPUTS, args.output, args.overwrite)
     handler = model_handler(args)
     _check_inputs_exist(args)
+    output_prefix.remove(earlier)
     result = launcher.run_to_completion(beam_args, save_main_session,
                                         functools.partial(build, args=args, handler=handler))
     if result is None:  # a template was written; nothing ran
@@ -172,13 +221,15 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -
     counters.update({f"{rle.NAMESPACE}.{name}": value
                      for name, value in counter_values(result, rle.NAMESPACE).items()})
     shards = f"{args.num_shards:05d}" if args.num_shards else "NNNNN"
-    launcher.report([("detections", f"{args.output}-SSSSS-of-{shards}.jsonl"),
+    launcher.report([("detections", f"{args.output}-SSSSS-of-{shards}{detections_suffix(args)}"),
                      ("errors", errors_path(args.output))], counters, SUMMARY_COUNTERS)
+    launcher.check_outcome(counters, "images_predicted", args.max_failed_fraction,
+                           errors_path(args.output))
     return counters
 
 
 def main() -> None:
-    launcher.main(run, (ModelError,))
+    launcher.main(run, (ModelError, output_prefix.OutputError))
 
 
 if __name__ == "__main__":

@@ -14,47 +14,30 @@ alone instead of failing the batch it would have joined:
   empty, truncated or undecodable files are rejected.
 
 ``--images_manifest`` lists the files instead (``manifest_path`` reads one
-line): the same naming and checks, and a listed path that does not exist fails
-with ``missing_file``.
+line; ``ReadListedImages``): the same naming, confinement and checks, and a
+listed path that does not exist fails with ``missing_file``.
 
 Counters in the ``predict`` namespace: images_read, images_failed and
 images_failed.<code>, images_converted.
 """
-import io
 import os
 from typing import Any, Iterable, Optional, Tuple
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
-from PIL import Image
 
-from beam_pipelines import dead_letters
+from beam_pipelines import dead_letters, image_paths
+from beam_pipelines.file_reads import read_file
+from beam_pipelines.image_paths import relative_path
 from beam_pipelines.matched_images import ReadMatchedImages
 from beam_pipelines.pipeline_metrics import Counters
-from beam_pipelines.record_dofns import read_file
-from model.dataset.image_files import InvalidImage, PreparedImage, prepare_image
+from model.dataset.image_files import (  # noqa: F401 (DEFAULT_MAX_PIXELS: predict's flag default)
+    DEFAULT_MAX_PIXELS, InvalidImage, PreparedImage, check_pixels, prepare_image)
 from model.dataset.image_ids import record_image_id
 
 NAMESPACE = "predict"
 COUNTERS = Counters(NAMESPACE)
-# 50 megapixels: above any camera photo a fashion catalogue uses (a 45 MP
-# full-frame camera gives 8256 x 5504), far below what breaks a worker.
-DEFAULT_MAX_PIXELS = 50_000_000
 ImageKey = Tuple[int, str]  # (image_id, filename)
-
-
-def check_pixels(data: bytes, max_pixels: int) -> None:
-    """Reads only the header; raises InvalidImage('image_too_large') above ``max_pixels``."""
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            width, height = image.size
-    except Image.DecompressionBombError as exc:  # Pillow's own, far higher, limit
-        raise InvalidImage("image_too_large", str(exc)) from None
-    except Exception:
-        return  # not an image Pillow can read the header of: prepare_image says why
-    if width * height > max_pixels:
-        raise InvalidImage("image_too_large", f"{width}x{height} = {width * height} pixels is over "
-                                              f"the limit of {max_pixels} (--max_image_pixels)")
 
 
 def checked_image(data: bytes, max_pixels: int) -> PreparedImage:
@@ -82,27 +65,36 @@ class ReadImageFiles(ReadMatchedImages):
 
 def manifest_root(manifest: str, images_dir: Optional[str]) -> str:
     """The directory a manifest's relative paths are below: ``--images`` when given,
-    else the directory that holds the manifest (made absolute when local)."""
-    if images_dir:
-        return images_dir
-    directory = FileSystems.split(manifest)[0]
-    return directory if FileSystems.get_scheme(manifest) else os.path.abspath(directory or ".")
+    else the directory that holds the manifest; made absolute when local."""
+    directory = images_dir or FileSystems.split(manifest)[0]
+    return directory if FileSystems.get_scheme(directory) else os.path.abspath(directory)
 
 
 def manifest_path(line: str, root: str) -> Iterable[str]:
     """One manifest line -> the path it lists (none for a blank or ``#`` comment line).
 
-    Surrounding whitespace is dropped. A URI (``gs://...``) or an absolute local
-    path is used as written; anything else is a path below ``root``, joined as
-    written (no ``.`` / ``..`` resolution, as an object store would not resolve it).
+    Surrounding whitespace is dropped. A relative path is below ``root``; a URI
+    (``gs://...``) or an absolute local path is used as written. A path below
+    ``root`` comes out as ``root``/normalised name (``image_paths.confined_name``:
+    ``./a.jpg`` and ``a.jpg`` are one file), so that ``Distinct`` sees each file
+    once; a path that leaves ``root`` comes out as it is, and ``ReadListedImages``
+    rejects it.
     """
     entry = line.strip()
     if not entry or entry.startswith("#"):
         return
     if FileSystems.get_scheme(entry) or entry.startswith("/"):
-        yield entry
+        relative = relative_path(entry, root)
+        if relative == entry:  # not below root
+            yield entry
+            return
     else:
-        yield FileSystems.join(root, entry)
+        relative = entry
+    try:
+        relative = image_paths.confined_name(relative)
+    except InvalidImage:
+        pass  # ReadListedImages gives the reason
+    yield FileSystems.join(root, relative)
 
 
 class ReadListedImages(ReadImageFiles):
@@ -110,8 +102,21 @@ class ReadListedImages(ReadImageFiles):
 
     Named and identified like a matched file below ``root`` (``relative_path``):
     ``--images ROOT`` and a manifest of the same files give the same filenames
-    and ids. A path that does not exist fails with ``missing_file``.
+    and ids. Reads stay below ``root`` as for ``--images``: a listed path outside
+    it, or leading out of it (``../x``), fails with ``file_outside_image_dir``
+    (its ``filename`` is then the path as listed). A path that does not exist
+    fails with ``missing_file``.
     """
+
+    def check_path(self, path: str, relative: str) -> None:
+        if relative == path:
+            raise InvalidImage(image_paths.FILE_OUTSIDE_IMAGE_DIR,
+                               f"{path} is not below {self._root} (the manifest's root: --images, "
+                               f"or the manifest's directory)")
+        if image_paths.confined_name(relative) != relative:
+            raise InvalidImage(image_paths.FILE_OUTSIDE_IMAGE_DIR,
+                               f"{relative} is not a normalised path below {self._root}")
+        super().check_path(path, relative)
 
     def process(self, path: str) -> Iterable[Any]:
         yield from self.read_image(path, lambda: read_file(path))

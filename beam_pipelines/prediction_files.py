@@ -4,7 +4,7 @@ import json
 import sys
 from typing import Any, Callable, List, Optional, Sequence
 
-from apache_beam.io.filesystems import FileSystems
+from apache_beam.io.filesystems import CompressionTypes, FileSystems
 
 from model.evaluation.ground_truth import EvaluationInputError
 
@@ -36,9 +36,37 @@ def matched_paths(patterns: Sequence[str]) -> List[str]:
     return paths
 
 
+class _Decompressed(io.RawIOBase):
+    """Beam's CompressedFile as a raw stream, which io.BufferedReader and io.TextIOWrapper
+    accept (CompressedFile itself lacks ``readable`` and ``readinto``)."""
+
+    def __init__(self, stream):
+        super().__init__()
+        self._stream = stream
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        data = self._stream.read(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        if not self.closed:
+            self._stream.close()
+        super().close()
+
+
 def open_text(path: str) -> io.TextIOWrapper:
-    """A UTF-8 text stream (gzip and other compressions are detected from the extension)."""
-    return io.TextIOWrapper(FileSystems.open(path), encoding="utf-8")
+    """A UTF-8 text stream; gzip and the other compressions Beam knows are detected from
+    the extension (``.jsonl.gz`` from ``predict --compression gzip``)."""
+    compression = CompressionTypes.detect_compression_type(path)
+    if compression == CompressionTypes.UNCOMPRESSED:
+        return io.TextIOWrapper(FileSystems.open(path, compression_type=compression),
+                                encoding="utf-8")
+    raw = FileSystems.open(path, compression_type=compression)
+    return io.TextIOWrapper(io.BufferedReader(_Decompressed(raw)), encoding="utf-8")
 
 
 def load_json(path: str) -> Any:

@@ -10,13 +10,14 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.pvalue import TaggedOutput
 
-from beam_pipelines import dead_letters
+from beam_pipelines import dead_letters, image_paths
 from beam_pipelines.coco_scan import ElementRange
 from beam_pipelines.dead_letters import ERRORS
+from beam_pipelines.file_reads import read_file
 from beam_pipelines.matched_images import ReadMatchedImages
 from beam_pipelines.pipeline_metrics import Counters
 from model.dataset import rejections
-from model.dataset.image_files import InvalidImage
+from model.dataset.image_files import InvalidImage, max_file_bytes
 from model.dataset.json_stream import JsonStreamError, read_elements
 from model.dataset.record_builder import (
     BuiltRecord, build_annotated_record, build_image_only_record, parse_image_entry)
@@ -43,21 +44,6 @@ def _skipped(image_id: Any, filename: Optional[str], annotation_id: Any, code: s
     COUNTERS.inc_coded("annotations_skipped", code)
     return TaggedOutput(ERRORS, rejections.skipped_annotation(image_id, filename, annotation_id,
                                                               code, reason))
-
-
-def read_file(path: str) -> bytes:
-    """The whole file; raises InvalidImage('missing_file' | 'unreadable_file')."""
-    try:
-        with FileSystems.open(path, compression_type="uncompressed") as stream:
-            return stream.read()
-    except FileNotFoundError:
-        raise InvalidImage("missing_file", f"no such file: {path}") from None
-    except Exception as exc:
-        message = str(exc)
-        missing = (getattr(exc, "code", None) == 404  # google.api_core's NotFound (gs://)
-                   or "not found" in message.lower() or "no such" in message.lower())
-        code = "missing_file" if missing else "unreadable_file"
-        raise InvalidImage(code, f"cannot read {path}: {message}") from None
 
 
 def _count_written(built: BuiltRecord) -> None:
@@ -114,12 +100,17 @@ class BuildAnnotatedRecords(beam.DoFn):
     """(image_id, {'images': [(entry, path)], 'annotations': [...]}) -> serialized record.
 
     ``path`` is the image file (None when no file was found for the entry).
-    Failed images and skipped annotations go to the ``errors`` output.
+    Failed images and skipped annotations go to the ``errors`` output; so does
+    an entry whose ``file_name`` or file leads outside ``image_root`` (the
+    directory, or the glob's fixed part): ``image_paths.FILE_OUTSIDE_IMAGE_DIR``.
     """
 
-    def __init__(self, label_map_json: str, include_masks: bool):
+    def __init__(self, label_map_json: str, include_masks: bool, image_root: str,
+                 max_pixels: int):
         self._label_map_json = label_map_json
         self._include_masks = include_masks
+        self._image_root = image_root
+        self._max_pixels = max_pixels
         self._label_map = None
 
     def setup(self) -> None:
@@ -144,13 +135,15 @@ class BuildAnnotatedRecords(beam.DoFn):
         COUNTERS.inc("images_read")
         filename = raw_entry.get("file_name")
         try:
-            entry = parse_image_entry(raw_entry)
+            entry = parse_image_entry(raw_entry, self._max_pixels)
+            image_paths.confined_name(entry.file_name)
             if path is None:
                 raise InvalidImage("missing_file", f"no file matched by --image_dir is named "
                                                    f"{entry.file_name}")
-            data = read_file(path)
+            image_paths.check_inside(path, self._image_root)
+            data = read_file(path, max_file_bytes(self._max_pixels))
             built: BuiltRecord = build_annotated_record(
-                entry, annotations, data, self._label_map, self._include_masks)
+                entry, annotations, data, self._label_map, self._include_masks, self._max_pixels)
         except InvalidImage as exc:
             COUNTERS.inc_coded("annotations_skipped", "image_failed", len(annotations))
             yield dead_letters.failed_image(COUNTERS, image_id, filename, exc,
@@ -170,13 +163,14 @@ class BuildImageOnlyRecords(ReadMatchedImages):
     ``image_id_from_path`` of it (see ``ReadMatchedImages``).
     """
 
-    def __init__(self, root: str):
+    def __init__(self, root: str, max_pixels: int):
         super().__init__(root, COUNTERS)
+        self._max_pixels = max_pixels
 
     def unreadable_name(self, path: str, relative: str) -> str:
         return path  # make_records' reasons name the matched path in full
 
     def accept(self, image_id: int, relative: str, data: bytes) -> bytes:
-        built = build_image_only_record(relative, str(image_id), data)
+        built = build_image_only_record(relative, str(image_id), data, self._max_pixels)
         _count_written(built)
         return built.serialized

@@ -51,11 +51,15 @@ def load_names(paths: Sequence[str]) -> Tuple[Dict[int, str], Dict[int, str]]:
 
 
 def top_attribute_ids(entry: dict) -> List[int]:
-    """Predicted attribute ids, most probable first when probabilities are given."""
+    """Predicted attribute ids, most probable first when probabilities are given
+    (``attribute_probabilities``, or ``attribute_top_k_*`` for the ids among the top K,
+    which then come first; the others keep their order)."""
     probabilities = entry.get("attribute_probabilities")
     ids = entry.get("attribute_ids")
     if probabilities is None:
-        return [int(a) for a in ids or []]
+        known = dict(zip(entry.get("attribute_top_k_ids") or [],
+                         entry.get("attribute_top_k_probabilities") or []))
+        return sorted((int(a) for a in ids or []), key=lambda a: -known.get(a, -1.0))
     probabilities = np.asarray(probabilities, dtype=float)
     if ids is None:
         ids = np.flatnonzero(probabilities >= 0.5).tolist()

@@ -73,7 +73,8 @@ def throughput(args) -> None:
         ours = _timed([sys.executable, "-m", "beam_pipelines.make_records",
                        "--image_dir", image_dir, "--object_annotations_file", subset,
                        "--output_file_prefix", os.path.join(work, f"ours-{count}", "r"),
-                       "--num_shards", "8", f"--direct_running_mode={args.running_mode}",
+                       "--num_shards", "8", "--overwrite",  # the work dir is kept between runs
+                       f"--direct_running_mode={args.running_mode}",
                        f"--direct_num_workers={args.workers}"])
         os.makedirs(os.path.join(work, f"base-{count}"), exist_ok=True)
         base = _timed([sys.executable, os.path.join(REPO, "benchmarks", "classic_coco_records.py"),
@@ -184,7 +185,7 @@ def memory(args) -> None:
     runner, worker, output = _peak_mib(
         "from beam_pipelines import make_records\nmake_records.run(sys.argv[1:])",
         "--image_dir", image_dir, "--object_annotations_file", json_path,
-        "--output_file_prefix", os.path.join(work, "out", "r"), "--num_shards", "16",
+        "--output_file_prefix", os.path.join(work, "out", "r"), "--num_shards", "16", "--overwrite",
         "--direct_running_mode=multi_processing", f"--direct_num_workers={args.workers}")
     print(f"pipeline ({args.workers} workers, {time.perf_counter() - start:.0f} s): runner process "
           f"peak RSS {runner:.0f} MiB, largest worker {worker:.0f} MiB")

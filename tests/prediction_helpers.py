@@ -1,5 +1,6 @@
 """Test helpers for beam_pipelines.predict: one tiny SavedModel per session, runs, checks."""
 import glob
+import gzip
 import json
 import os
 from typing import Dict, List, Sequence, Tuple
@@ -40,12 +41,13 @@ def read_lines(pattern: str) -> List[Dict]:
     return rows
 
 
-def read_detections(prefix: str) -> List[Dict]:
-    shards = [p for p in glob.glob(prefix + "-?????-of-?????.jsonl") if "-errors-" not in p]
+def read_detections(prefix: str, suffix: str = ".jsonl") -> List[Dict]:
+    """The detection shards ``PREFIX-SSSSS-of-NNNNN<suffix>``; ``.gz`` ones through gzip."""
+    shards = [p for p in glob.glob(prefix + "-?????-of-?????" + suffix) if "-errors-" not in p]
     assert shards, f"no detection shards at {prefix}"
     rows = []
     for path in sorted(shards):
-        with open(path) as stream:
+        with (gzip.open(path, "rt") if suffix.endswith(".gz") else open(path)) as stream:
             rows += [json.loads(line) for line in stream if line.strip()]
     return rows
 

@@ -57,3 +57,37 @@ def test_image_only_glob_on_gcs(gcs, all_forms_dataset, tmp_path):
     records = read_records(str(local / "photos"), num_attributes=0)
     assert sorted(r["filename"].decode() for r in records) == sorted(
         n for n in os.listdir(image_dir) if n.endswith(".png"))
+
+
+def _names_below(prefix: str) -> list:
+    return sorted(m.path[len(prefix):] for m in FileSystems.match([prefix + "**"])[0].metadata_list)
+
+
+def test_a_used_prefix_on_gcs_is_refused_and_overwrite_clears_it(gcs, all_forms_dataset):
+    from beam_pipelines.output_prefix import OutputError
+    _, image_dir = all_forms_dataset
+    upload_tree(image_dir, f"{gcs}/again")
+    out = f"{gcs}/rerun/"
+    flags = ["--image_dir", f"{gcs}/again/*.png", "--output_file_prefix", out + "r"]
+    run_make_records(*flags, "--num_shards", "2")
+    hex_id = "0123456789abcdef0123456789abcdef"
+    planted = [f"beam-temp-r-{hex_id}/u1.r.tfrecord",  # a killed run's temp files (no dirs on GCS)
+               f"beam-temp-r-errors-{hex_id}/u2.r-errors.jsonl",
+               "r2-00000-of-00001.tfrecord", f"beam-temp-r2-{hex_id}/u3.r2.tfrecord",
+               # (not -of-00001: Beam's sink deletes PREFIX-*-of-NNNNN.tfrecord before it renames)
+               "r-extra-00000-of-00003.tfrecord"]
+    for name in planted:
+        with FileSystems.create(out + name) as stream:
+            stream.write(b"planted")
+    with pytest.raises(OutputError) as refused:
+        run_make_records(*flags, "--num_shards", "1")
+    assert str(refused.value) == (
+        f"--output_file_prefix {out}r already holds output of an earlier run: "
+        f"{out}r-00000-of-00002.tfrecord, {out}r-00001-of-00002.tfrecord, "
+        f"{out}r-errors-00000-of-00001.jsonl, {out}beam-temp-r-{hex_id}/ and 1 more; "
+        "pass --overwrite to delete it first, or choose another prefix")
+    counters = run_make_records(*flags, "--num_shards", "1", "--overwrite")
+    assert _names_below(out) == sorted(["r-00000-of-00001.tfrecord", "r-errors-00000-of-00001.jsonl",
+                                        *planted[2:]])
+    num_png = len([n for n in os.listdir(image_dir) if n.endswith(".png")])
+    assert counters["images_written"] == num_png

@@ -8,6 +8,7 @@ import zlib
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 from PIL import Image
 
@@ -78,7 +79,7 @@ def test_hostile_images_in_multiprocessing_mode(hostile_images, tiny_model, tmp_
     prefix = str(tmp_path / "out" / "bad")
     counters = run_predict("--model", tiny_model, "--images", image_dir, "--output", prefix,
                            "--min_score_threshold", "0", "--batch_size", "16",
-                           "--max_image_pixels", "20000",
+                           "--max_image_pixels", "20000", "--max_failed_fraction", "1",
                            "--direct_running_mode", "multi_processing", "--direct_num_workers", "2")
     total = len(expected_failed) + len(expected_predicted)
     assert counters["images_read"] == total
@@ -101,7 +102,8 @@ def test_hostile_images_in_multiprocessing_mode(hostile_images, tiny_model, tmp_
 
 
 class _PoisonAware(ModelHandler):
-    """Fails any batch holding b'poison'; otherwise echoes the inputs."""
+    """Fails any batch holding b'poison' as TensorFlow fails an undecodable image;
+    otherwise echoes the inputs."""
 
     def __init__(self):
         super().__init__()
@@ -113,7 +115,7 @@ class _PoisonAware(ModelHandler):
     def run_inference(self, batch, model, inference_args=None):
         self.calls.append(list(batch))
         if b"poison" in batch:
-            raise ValueError("cannot decode")
+            raise tf.errors.InvalidArgumentError(None, None, "cannot decode")
         return [PredictionResult(item, {"echo": item}) for item in batch]
 
 
@@ -122,7 +124,7 @@ def test_a_failed_batch_is_retried_one_by_one():
     handler = RetrySingly(inner, min_batch_size=2, max_batch_size=4)
     results = handler.run_inference([b"a", b"poison", b"b"], None)
     assert [r.inference["echo"] for r in (results[0], results[2])] == [b"a", b"b"]
-    assert results[1] == InferenceFailed("ValueError: cannot decode")
+    assert results[1] == InferenceFailed("InvalidArgumentError: cannot decode")
     assert inner.calls == [[b"a", b"poison", b"b"], [b"a"], [b"poison"], [b"b"]]
     assert handler.batch_elements_kwargs() == {"min_batch_size": 2, "max_batch_size": 4}
     assert handler.share_model_across_processes() and handler.model_copies() == 1

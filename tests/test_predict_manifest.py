@@ -44,10 +44,12 @@ def test_manifest_below_images_directory(tiny_model, tmp_path):
         "a.png",
         "   b.jpg  ",           # surrounding whitespace is dropped
         "",
-        f"{root}/more/c.png",   # absolute, below the root: named like a.png
+        f"{root}/more/c.png",   # absolute, below the root: named more/c.png
         "a.png",               # listed twice: predicted once
+        "./more/../a.png",     # the same file again, normalised as --images names it
         "missing/none.jpg",    # does not exist: a dead letter, not a crash
-        f"{elsewhere}/d.png",  # absolute, outside the root: named by its full path
+        f"{elsewhere}/d.png",  # outside the root: not read
+        "../elsewhere/d.png",  # leads out of the root: not read
         "  # an indented comment",
     ]) + "\n")
     prefix = str(tmp_path / "out" / "chosen")
@@ -55,15 +57,17 @@ def test_manifest_below_images_directory(tiny_model, tmp_path):
                            "--images", str(root), "--output", prefix,
                            "--min_score_threshold", "0", "--num_shards", "1")
     rows, errors = read_detections(prefix), read_errors(prefix)
-    assert counters["images_read"] == 5
-    assert counters["images_predicted"] == 4 and counters["images_failed"] == 1
+    assert counters["images_read"] == 6
+    assert counters["images_predicted"] == 3 and counters["images_failed"] == 3
     assert counters["images_failed.missing_file"] == 1
+    assert counters["images_failed.file_outside_image_dir"] == 2
     _check_accounting(counters, rows, errors)
-    (error,) = errors
-    assert error["filename"] == "missing/none.jpg" and error["code"] == "missing_file"
+    assert {(e["filename"], e["code"]) for e in errors} == {
+        ("missing/none.jpg", "missing_file"),
+        (f"{elsewhere}/d.png", "file_outside_image_dir"),
+        ("../elsewhere/d.png", "file_outside_image_dir")}
     # --images ROOT names the same files the same way, so they get the same ids.
-    assert {row["filename"] for row in rows} <= {"a.png", "b.jpg", "more/c.png", f"{elsewhere}/d.png"}
-    assert "not_listed.png" not in {row["filename"] for row in rows}
+    assert {row["filename"] for row in rows} <= {"a.png", "b.jpg", "more/c.png"}
 
 
 def test_manifest_on_gcs_relative_to_its_directory(tiny_model, tmp_path):
@@ -90,13 +94,17 @@ def test_manifest_on_gcs_relative_to_its_directory(tiny_model, tmp_path):
 def test_manifest_lines_and_root():
     assert list(manifest_path("a/b.jpg", "gs://b/root")) == ["gs://b/root/a/b.jpg"]
     assert list(manifest_path(" gs://other/x.jpg\r", "gs://b/root")) == ["gs://other/x.jpg"]
-    assert list(manifest_path("/data/x.jpg", "/photos")) == ["/data/x.jpg"]
+    assert list(manifest_path("/data/x.jpg", "/photos")) == ["/data/x.jpg"]  # refused when read
     assert list(manifest_path("x.jpg", "/photos")) == ["/photos/x.jpg"]
     for skipped in ("", "   ", "# a comment", "\t#x.jpg"):
         assert list(manifest_path(skipped, "/photos")) == []
     assert manifest_root("gs://b/lists/m.txt", None) == "gs://b/lists"
     assert manifest_root("gs://b/lists/m.txt", "gs://b/photos") == "gs://b/photos"
     assert manifest_root("m.txt", None) == os.getcwd()
+    assert manifest_root("m.txt", "photos") == os.path.join(os.getcwd(), "photos")
+    assert list(manifest_path("./a/../b.jpg", "/photos")) == ["/photos/b.jpg"]
+    assert list(manifest_path("/photos/./b.jpg", "/photos")) == ["/photos/b.jpg"]
+    assert list(manifest_path("../x.jpg", "/photos")) == ["/photos/../x.jpg"]  # refused when read
 
 
 def test_missing_manifest_stops_the_launcher(tiny_model, tmp_path):
@@ -115,3 +123,12 @@ def test_manifest_flag_usage_errors(argv, capsys):
         predict.parse_args(["--model", "m", "--output", "o"] + argv)
     assert stopped.value.code == 2
     assert "--images_manifest" in capsys.readouterr().err
+
+
+def test_manifest_root_must_be_a_directory(tmp_path):
+    manifest = tmp_path / "m.txt"
+    manifest.write_text("a.jpg\n")
+    args, _ = predict.parse_args(["--model", "m", "--output", "o", "--images_manifest",
+                                  str(manifest), "--images", f"{tmp_path}/*.jpg"])
+    with pytest.raises(SystemExit, match="--images is the directory the listed paths are below"):
+        predict._check_inputs_exist(args)

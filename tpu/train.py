@@ -4,7 +4,7 @@
       [--override k=v ...] --model_dir DIR --train_file_pattern GLOB
       [--eval_file_pattern GLOB --eval_annotations_file JSON]
       [--tpu NAME --tpu_zone Z --gcp_project P --num_cores 8 --iterations_per_loop N]
-      [--init_checkpoint PATH --skip_variables_regex RE] [--dry_run]
+      [--init_checkpoint PATH --skip_variables_regex RE] [--stop_tpu_when_done VM.json] [--dry_run]
 
 Without --tpu it runs on CPU/GPU (use_tpu=False). See README "Training".
 """
@@ -12,6 +12,9 @@ import argparse
 import contextlib
 import logging
 import os
+import shlex
+import subprocess
+import sys
 
 # Grappler's cost model warns on every CropAndResize of every graph it builds; keep
 # TensorFlow's C++ warnings out of the job's log unless the user asks for them.
@@ -27,7 +30,7 @@ from model.evaluation.category_roles import OFFICIAL
 from model.export import export as export_saved_model
 from model.export import resolve_label_map
 from model.label_map import LabelMap
-from tpu import evaluation, model_dir as model_dir_files, record_errors
+from tpu import evaluation, model_dir as model_dir_files, record_errors, vm
 from tpu.estimator import ClusterSettings, build_estimator, plan_lines
 from tpu.input_fn import predict_input_fn, train_input_fn
 
@@ -74,6 +77,9 @@ def build_flags() -> argparse.ArgumentParser:
     flags.add_argument("--fashionpedia_mode", choices=MODES_OF_FASHIONPEDIA_EVAL, default=OFFICIAL,
                        help="eval: AP_IoU+F1 as the official evaluator computes it, or corrected "
                             "(see README, Evaluation)")
+    flags.add_argument("--stop_tpu_when_done", metavar="VM_CONFIG",
+                       help="stop this TPU VM (python -m tpu.vm config) when the run ends, "
+                            "done or failed; gcloud from $%s or PATH" % vm.GCLOUD_ENV)
     flags.add_argument("--dry_run", action="store_true",
                        help="print the resolved config and the plan, touch nothing, exit")
     return flags
@@ -215,13 +221,75 @@ def cluster_settings(args) -> ClusterSettings:
                            args.iterations_per_loop, args.save_checkpoints_steps)
 
 
+def stop_when_done_command(flags: argparse.ArgumentParser, args) -> Optional[List[str]]:
+    """The gcloud command that stops --stop_tpu_when_done's TPU VM (``tpu.vm``, --async:
+    the run may be on that VM), or None without the flag. A config ``tpu.vm`` refuses, a
+    spot or preemptible TPU VM (which cannot be stopped), a --tpu, --tpu_zone or
+    --gcp_project naming another TPU, or no gcloud to run end the job with one line."""
+    if not args.stop_tpu_when_done:
+        return None
+    where = args.stop_tpu_when_done
+    try:
+        tpu_vm = vm.load_config(where)
+    except vm.ConfigError as error:
+        flags.error(f"--stop_tpu_when_done {error}")
+    if not tpu_vm.restartable:
+        flags.error(f"--stop_tpu_when_done {vm.not_restartable_line(tpu_vm, where)}")
+    named = args.tpu and "://" not in args.tpu and args.tpu != "local"
+    for flag, given, configured in (("--tpu", args.tpu if named else None, tpu_vm.name),
+                                    ("--tpu_zone", args.tpu_zone, tpu_vm.zone),
+                                    ("--gcp_project", args.gcp_project, tpu_vm.project)):
+        if given and given != configured:
+            flags.error(f"{flag} {given} but --stop_tpu_when_done {where} stops {configured}")
+    command = vm.stop_command(tpu_vm, vm.gcloud_executable(), wait=False)
+    if not vm.executable_exists(command[0]):
+        flags.error(f"--stop_tpu_when_done: {command[0]} not found: install the Google Cloud "
+                    f"CLI or set ${vm.GCLOUD_ENV}")
+    return command
+
+
+def stop_tpu(command: List[str], run_failed: bool) -> None:
+    """Runs the stop command; if it fails, says so with the command to run by hand, and
+    a run that succeeded ends with exit status 1."""
+    tf.get_logger().info("stopping the TPU VM: %s", shlex.join(command))
+    try:
+        status = subprocess.run(command, check=False).returncode
+    except OSError as error:
+        status = f"{error.strerror or error}"
+    if status == 0:
+        print(f"stop requested: {shlex.join(command)}")
+        return
+    print(f"error: stopping the TPU VM failed ({status}); stop it yourself: {shlex.join(command)}",
+          file=sys.stderr, flush=True)
+    if not run_failed:
+        raise SystemExit(1)
+
+
+@contextlib.contextmanager
+def stopping_tpu_when_done(command: Optional[List[str]]):
+    """Runs the stop command when the block ends, however it ends (done, an error, a one-line
+    refusal, Ctrl-C); the block's own error, if any, propagates after it."""
+    if command is None:
+        yield
+        return
+    try:
+        yield
+    except BaseException:
+        stop_tpu(command, run_failed=True)
+        raise
+    stop_tpu(command, run_failed=False)
+
+
 def dry_run(flags: argparse.ArgumentParser, config: ExperimentConfig, args,
-            cluster: ClusterSettings) -> None:
+            cluster: ClusterSettings, stop_command: Optional[List[str]] = None) -> None:
     """Prints the resolved config and the plan; touches nothing."""
     try:
-        print("\n".join(plan_lines(config, args.model_dir, cluster, args.mode)))
+        lines = plan_lines(config, args.model_dir, cluster, args.mode)
     except ValueError as error:
         flags.error(str(error))
+    if stop_command:
+        lines.append(f"when done (or failed): {shlex.join(stop_command)}")
+    print("\n".join(lines))
 
 
 def prepare_model_dir(flags: argparse.ArgumentParser, config: ExperimentConfig, args) -> None:
@@ -300,12 +368,14 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     config = resolved_config(flags, args)
     cluster = cluster_settings(args)
     _check_flags(flags, args)
+    stop_command = stop_when_done_command(flags, args)
     if args.dry_run:
-        dry_run(flags, config, args, cluster)
+        dry_run(flags, config, args, cluster, stop_command)
         return
     tf.get_logger().setLevel(logging.INFO)
-    prepare_model_dir(flags, config, args)
-    run_mode(flags, config, args, cluster)
+    with stopping_tpu_when_done(stop_command):
+        prepare_model_dir(flags, config, args)
+        run_mode(flags, config, args, cluster)
 
 
 def _current_step(model_dir: str) -> int:

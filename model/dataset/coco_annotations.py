@@ -5,6 +5,15 @@ parts), uncompressed RLE (``counts`` a list, as crowd regions use) and compresse
 RLE (``counts`` a string). Masks are rasterised by pycocotools exactly as
 ``COCO.annToMask`` does. Anything that cannot become a valid instance raises
 ``InvalidAnnotation`` with a short machine-readable ``code`` and a message.
+
+The work one annotation may cause is bounded before pycocotools allocates
+anything for it. Polygon vertices and box edges may lie a little outside the
+image (``outside_margin``: annotation tools let points slip past the border, and
+rasterising clips them) but no further; pycocotools traces a polygon's boundary
+at 5x resolution, about 50 bytes per pixel of boundary, so a vertex at 1e7 would
+cost gigabytes. The boundary's length and the number of parts are bounded too.
+RLE runs must cover the image exactly, and the image's pixels are bounded by
+the caller.
 """
 import dataclasses
 import math
@@ -15,6 +24,19 @@ from pycocotools import mask as mask_utils
 
 from model.dataset.rejections import Rejected
 from model.label_map import LabelMap
+
+
+# A vertex or box edge may lie up to max(MIN_OUTSIDE_MARGIN, OUTSIDE_MARGIN_FRACTION x side)
+# pixels outside the image on each axis.
+MIN_OUTSIDE_MARGIN = 128
+OUTSIDE_MARGIN_FRACTION = 0.5
+# A polygon's boundary (all parts, each edge counted as max(|dx|, |dy|), the steps
+# pycocotools takes) may be up to this many times height + width long: an outline
+# of the whole image is 2x; the longest in the Fashionpedia sample fixture is 1.1x.
+MAX_BOUNDARY_FACTOR = 50
+# Merging parts takes time quadratic in their number (30,000 tiny parts on a
+# 4000 x 4000 image: 2.7 s); garments split by occlusion have a handful.
+MAX_POLYGON_PARTS = 1000
 
 
 class InvalidAnnotation(Rejected):
@@ -80,6 +102,38 @@ def compressed_rle_total(counts: str) -> int:
     return int(runs.sum())
 
 
+def outside_margin(side: int) -> float:
+    """How far (pixels) outside an image side of ``side`` pixels a coordinate may lie."""
+    return max(float(MIN_OUTSIDE_MARGIN), OUTSIDE_MARGIN_FRACTION * side)
+
+
+def _check_polygon(parts: List[List[float]], height: int, width: int) -> None:
+    """Raises polygon_outside_image / polygon_too_complex before pycocotools sees ``parts``."""
+    if len(parts) > MAX_POLYGON_PARTS:
+        raise InvalidAnnotation("polygon_too_complex", f"polygon has {len(parts)} parts, more "
+                                                       f"than {MAX_POLYGON_PARTS}")
+    x_margin, y_margin = outside_margin(width), outside_margin(height)
+    boundary = 0.0
+    for part_index, part in enumerate(parts):
+        points = np.asarray(part, np.float64).reshape(-1, 2)
+        outside = ((points[:, 0] < -x_margin) | (points[:, 0] > width + x_margin)
+                   | (points[:, 1] < -y_margin) | (points[:, 1] > height + y_margin))
+        if outside.any():
+            x, y = points[np.argmax(outside)]
+            raise InvalidAnnotation(
+                "polygon_outside_image",
+                f"polygon part {part_index} has a vertex at ({x:g}, {y:g}), more than "
+                f"{x_margin:g} x / {y_margin:g} y pixels outside the {width}x{height} image")
+        steps = np.abs(points - np.roll(points, 1, axis=0))
+        boundary += float(steps.max(axis=1).sum())
+    limit = MAX_BOUNDARY_FACTOR * (height + width)
+    if boundary > limit:
+        raise InvalidAnnotation(
+            "polygon_too_complex",
+            f"polygon boundary is {boundary:.0f} pixels long, more than {MAX_BOUNDARY_FACTOR} "
+            f"x (height + width) = {limit}")
+
+
 def segmentation_to_rle(segmentation: Any, height: int, width: int) -> dict:
     """Any COCO segmentation form -> one pycocotools RLE of an image height x width."""
     if isinstance(segmentation, list):
@@ -93,6 +147,7 @@ def segmentation_to_rle(segmentation: Any, height: int, width: int) -> dict:
                     "degenerate_polygon",
                     f"polygon part {part_index} needs an even number >= 6 of finite "
                     f"coordinates, got {size}")
+        _check_polygon(segmentation, height, width)
         return mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
     if isinstance(segmentation, Mapping) and "counts" in segmentation:
         size = segmentation.get("size")
@@ -125,6 +180,11 @@ def _clip_box(bbox: Any, height: int, width: int) -> Tuple[float, float, float, 
     x, y, w, h = (float(v) for v in bbox)
     if w <= 0 or h <= 0:
         raise InvalidAnnotation("zero_size_bbox", f"bbox {list(bbox)} has no area")
+    x_margin, y_margin = outside_margin(width), outside_margin(height)
+    if x < -x_margin or y < -y_margin or x + w > width + x_margin or y + h > height + y_margin:
+        raise InvalidAnnotation(
+            "bbox_outside_image", f"bbox {list(bbox)} reaches more than {x_margin:g} x / "
+                                  f"{y_margin:g} y pixels outside the {width}x{height} image")
     xmin, ymin = max(0.0, x), max(0.0, y)
     xmax, ymax = min(float(width), x + w), min(float(height), y + h)
     if xmax <= xmin or ymax <= ymin:

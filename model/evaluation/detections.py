@@ -9,8 +9,11 @@ stay in memory:
    "segmentation" {"size", "counts"} (when given), "attribute_ids" [int]}
 
 Attributes come from ``attribute_ids``; a detection without them, or every
-detection when ``attribute_threshold`` is given, takes the ids whose
-``attribute_probabilities`` entry (indexed by attribute id) is >= the threshold.
+detection with ``attribute_probabilities`` when ``attribute_threshold`` is given,
+takes the ids whose ``attribute_probabilities`` entry (indexed by attribute id) is
+>= the threshold. Files of ``predict --attributes ids`` or ``top_k=K`` carry no
+probabilities: their ``attribute_ids`` (thresholded by predict) are used as they
+are, and ``attribute_top_k_*`` is not read.
 """
 import json
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, TextIO
