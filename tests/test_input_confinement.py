@@ -121,7 +121,8 @@ def test_make_records_reads_only_inside_the_image_dir(tmp_path):
     json_path = _coco(written + leaving, tmp_path / "a.json")
     prefix = str(tmp_path / "out" / "a")
     counters = run_make_records("--image_dir", str(image_dir), "--object_annotations_file",
-                                json_path, "--output_file_prefix", prefix, "--num_shards", "1")
+                                json_path, "--output_file_prefix", prefix, "--num_shards", "1",
+                                "--max_failed_fraction", "1")
     errors = _check_accounting(counters, written, {name: OUTSIDE for name in leaving}, prefix)
     assert counters["annotations_written"] == len(written)
     skipped = counters["annotations_skipped"]
@@ -143,7 +144,8 @@ def test_make_records_glob_form_refuses_symlinks_that_leave(tmp_path):
     prefix = str(tmp_path / "out" / "g")
     counters = run_make_records("--image_dir", str(root / "day*" / "*.jpg"),
                                 "--object_annotations_file", json_path,
-                                "--output_file_prefix", prefix, "--num_shards", "1")
+                                "--output_file_prefix", prefix, "--num_shards", "1",
+                                "--max_failed_fraction", "1")
     _check_accounting(counters, ["day1/x.jpg"], {"day1/leak.jpg": OUTSIDE, "../secret.jpg": OUTSIDE,
                                                  "day1/absent.jpg": "missing_file"}, prefix)
 
@@ -211,7 +213,8 @@ def test_gcs_directories_named_with_glob_characters(tmp_path):
         out.mkdir()
         annotated = run_make_records("--image_dir", f"gs://{bucket}/a[1]",
                                      "--object_annotations_file", json_path,
-                                     "--output_file_prefix", str(out / "a"), "--num_shards", "1")
+                                     "--output_file_prefix", str(out / "a"), "--num_shards", "1",
+                                     "--max_failed_fraction", "1")
         image_only = run_make_records("--image_dir", f"gs://{bucket}/{named}",
                                       "--output_file_prefix", str(out / "p"), "--num_shards", "1")
     _check_accounting(annotated, ["img.jpg"], {"../secret.jpg": OUTSIDE,

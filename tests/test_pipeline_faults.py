@@ -259,7 +259,7 @@ def test_make_records_failing_most_images_fails(tmp_path):
     with pytest.raises(launcher.JobFailed, match=r"2 of 3 images failed \(66.7%\)") as raised:
         run_make_records(*args)
     assert raised.value.counters["images_failed.missing_file"] == 2
-    counters = run_make_records(*args, "--max_failed_fraction", "0.7")
+    counters = run_make_records(*args, "--max_failed_fraction", "0.7", "--overwrite")
     assert counters["images_written"] == 1 and counters["images_failed"] == 2
 
 
