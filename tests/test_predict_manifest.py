@@ -55,7 +55,8 @@ def test_manifest_below_images_directory(tiny_model, tmp_path):
     prefix = str(tmp_path / "out" / "chosen")
     counters = run_predict("--model", tiny_model, "--images_manifest", str(manifest),
                            "--images", str(root), "--output", prefix,
-                           "--min_score_threshold", "0", "--num_shards", "1")
+                           "--min_score_threshold", "0", "--num_shards", "1",
+                           "--max_failed_fraction", "1")
     rows, errors = read_detections(prefix), read_errors(prefix)
     assert counters["images_read"] == 6
     assert counters["images_predicted"] == 3 and counters["images_failed"] == 3
@@ -80,7 +81,7 @@ def test_manifest_on_gcs_relative_to_its_directory(tiny_model, tmp_path):
         counters = run_predict("--model", tiny_model,
                                "--images_manifest", f"gs://{BUCKET}/photos/manifest.txt",
                                "--output", f"gs://{BUCKET}/out/photos", "--num_shards", "1",
-                               "--min_score_threshold", "0")
+                               "--min_score_threshold", "0", "--max_failed_fraction", "1")
         prefix.mkdir()
         download_matching(f"gs://{BUCKET}/out/*", str(prefix))
     rows, errors = read_detections(str(prefix / "photos")), read_errors(str(prefix / "photos"))
