@@ -1,7 +1,9 @@
 """The launcher side of a pipeline command, shared by make_records and predict.
 
 ``run_to_completion`` builds the job on a pipeline from the Beam options and
-waits for it; ``report`` prints what the job wrote and counted, the last line
+waits for it (with ``--template_location``, Dataflow's runner writes a classic
+template there instead: nothing runs, so there is nothing to wait for and no
+counters to read); ``report`` prints what the job wrote and counted, the last line
 being the summary (``name=value`` for the summary counters, in order); ``main``
 runs a command and turns the errors it expects into one ``error: ...`` line
 on stderr with exit status 2 (the status of a usage error, as argparse gives).
@@ -15,10 +17,10 @@ line, with exit status 1.
 import argparse
 import logging
 import sys
-from typing import Callable, Dict, Sequence, Tuple, Type
+from typing import Callable, Dict, Optional, Sequence, Tuple, Type
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
+from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions, SetupOptions
 from apache_beam.runners.runner import PipelineResult
 
 from beam_pipelines.pipeline_metrics import summary_line
@@ -26,13 +28,22 @@ from beam_pipelines.runner_choice import create_pipeline
 
 
 def run_to_completion(beam_args: Sequence[str], save_main_session: bool,
-                      build: Callable[[beam.Pipeline], None]) -> PipelineResult:
-    """Creates the pipeline from ``beam_args``, lets ``build`` add the job, runs it and waits."""
+                      build: Callable[[beam.Pipeline], None]) -> Optional[PipelineResult]:
+    """Creates the pipeline from ``beam_args``, lets ``build`` add the job, runs it and waits.
+
+    With ``--template_location`` (DataflowRunner) the runner stages the job and
+    writes it as a classic template instead of submitting it: this prints
+    ``template: LOCATION`` and returns None (no job ran, no counters exist).
+    """
     options = PipelineOptions(beam_args)
     options.view_as(SetupOptions).save_main_session = save_main_session
+    template = options.view_as(GoogleCloudOptions).template_location
     pipeline = create_pipeline(options)
     build(pipeline)
     result = pipeline.run()
+    if template and getattr(result, "has_job", True) is False:  # Dataflow's result of a template
+        print(f"template: {template}", flush=True)
+        return None
     result.wait_until_finish()
     return result
 

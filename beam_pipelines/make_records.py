@@ -12,7 +12,11 @@ annotation). The launcher streams the annotation file once to check it and to cu
 its arrays into byte ranges; workers read those ranges from the file's path, so
 the file never travels in the job graph nor is it held whole anywhere.
 Without --object_annotations_file, every file matched by --image_dir becomes an
-image-only record (prediction input).
+image-only record (prediction input); the matched paths are shuffled before any
+file is read, so that the work spreads over workers instead of fusing behind the
+one element matching starts from (with annotations the join by file name
+already shuffles them). With --template_location (DataflowRunner) the job is
+written as a classic template instead of run.
 Exit status 1 (after the summary line) when no image was written, or when more
 than --max_failed_fraction of the images read failed; 2 for a bad annotation file.
 """
@@ -120,6 +124,7 @@ def build_image_only(pipeline: beam.Pipeline, args: argparse.Namespace,
     built = (
         pipeline
         | "MatchImages" >> fileio.MatchFiles(pattern)
+        | "SpreadImages" >> beam.Reshuffle()
         | "ReadImages" >> fileio.ReadMatches()
         | "BuildRecords" >> beam.ParDo(record_dofns.BuildImageOnlyRecords(
             root, args.max_image_pixels)).with_outputs(
@@ -133,7 +138,8 @@ def _write_text(path: str, text: str) -> None:
 
 
 def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -> Dict[str, int]:
-    """Runs the pipeline to completion and returns its counters by name.
+    """Runs the pipeline to completion and returns its counters by name ({} when
+    --template_location made a template instead of running it).
 
     Raises AnnotationFileError (before building the pipeline) for an unusable
     annotation file, and launcher.JobFailed (after printing the summary) when the
@@ -154,11 +160,13 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -
                      summary.num_images, summary.num_annotations, len(summary.ranges), labels_path)
         build = functools.partial(build_annotated, args=args, summary=summary, source=source)
     else:
-        if not FileSystems.match([source.pattern])[0].metadata_list:
+        if not FileSystems.match([source.pattern], limits=[1])[0].metadata_list:  # one is enough
             raise SystemExit(f"no file matches --image_dir {args.image_dir} ({source.pattern})")
         output_prefix.remove(earlier)
         build = functools.partial(build_image_only, args=args, source=source)
     result = launcher.run_to_completion(beam_args, save_main_session, build)
+    if result is None:  # a template was written; nothing ran
+        return {}
     counters = counter_values(result, record_dofns.NAMESPACE)
     outputs = [("records", record_files.shards_path(args.output_file_prefix, args.num_shards))]
     if with_annotations:

@@ -7,9 +7,11 @@ of that name (so both pipelines give a file the same id), reads its bytes and
 passes ``(image_id, relative path, bytes)`` to the subclass's ``accept``. An
 ``InvalidImage`` from reading or from ``accept`` becomes the image's dead letter;
 so does a local file whose real path (a symlink) leaves the root
-(``image_paths.FILE_OUTSIDE_IMAGE_DIR``), which is not read.
+(``image_paths.FILE_OUTSIDE_IMAGE_DIR``), which is not read. ``read_image``
+does the same for a path that was listed rather than matched
+(``predict --images_manifest``).
 """
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import apache_beam as beam
 
@@ -40,15 +42,31 @@ class ReadMatchedImages(beam.DoFn):
         """How the reason of an ``unreadable_file`` names the file (the relative path)."""
         return relative
 
+    def check_path(self, path: str, relative: str) -> None:
+        """Raises InvalidImage when ``path`` may not be read (a symlink that leaves the root)."""
+        check_inside(path, self._root)
+
     def process(self, readable_file) -> Iterable[Any]:
+        yield from self.read_image(readable_file.metadata.path, readable_file.read)
+
+    def read_image(self, path: str, read: Callable[[], bytes]) -> Iterable[Any]:
+        """Names the file at ``path``, checks it (``check_path``), reads it with ``read()``
+        and accepts or rejects it.
+
+        ``read`` may raise InvalidImage itself (``missing_file`` for a listed
+        path that does not exist); any other exception goes through
+        ``file_reads.input_read_error``: a dead letter when the file is at fault,
+        raised when it is not.
+        """
         self._counters.inc("images_read")
-        path = readable_file.metadata.path
         relative = relative_path(path, self._root)
         image_id = image_id_from_path(relative)
         try:
-            check_inside(path, self._root)
+            self.check_path(path, relative)
             try:
-                data = readable_file.read()
+                data = read()
+            except InvalidImage:
+                raise
             except Exception as exc:  # vanished or unreadable since it was matched, or a fault
                 raise input_read_error(exc, self.unreadable_name(path, relative)) from None
             output = self.accept(image_id, relative, data)

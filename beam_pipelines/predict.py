@@ -1,7 +1,8 @@
 """Batch prediction: images or TFRecords -> RunInference -> JSON Lines with COCO RLE masks.
 
   python -m beam_pipelines.predict --model SAVED_MODEL_DIR \
-      (--images DIR_OR_GLOB | --tfrecords GLOB) --output PREFIX \
+      (--images DIR_OR_GLOB | --images_manifest FILE [--images DIR] | --tfrecords GLOB) \
+      --output PREFIX \
       [--min_score_threshold 0.05] [--attribute_threshold 0.5] [--batch_size 8] \
       [--num_shards 0] [--max_image_pixels 50000000] [--max_failed_fraction 0.5] \
       [--overwrite] [--attributes full|ids|top_k=K] [--compression none|gzip] [Beam options]
@@ -14,6 +15,11 @@ Every image read is either predicted or in the errors file; the last line
 printed is ``images_read=N images_predicted=N images_failed=N detections_written=N``.
 Exit status 1 (after that line) when no image was predicted, or when more than
 --max_failed_fraction of the images read failed; 2 for an unusable --model.
+
+Work spreads over workers: the matched (or listed) paths are shuffled before
+any file is read, so reading and inference do not fuse behind the one element
+that matching starts from. With ``--template_location`` (DataflowRunner) the
+job is written as a classic template instead of run.
 """
 import argparse
 import dataclasses
@@ -48,13 +54,19 @@ OUTPUTS = output_prefix.Outputs("--output", DETECTIONS_TEMPLATE,
 def parse_args(argv: Optional[Sequence[str]]) -> Tuple[argparse.Namespace, List[str]]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", required=True, help="SavedModel directory (local or gs://).")
-    source = parser.add_mutually_exclusive_group(required=True)
+    source = parser.add_mutually_exclusive_group()
     source.add_argument("--images", help="Directory of images, or a glob (local or gs://); "
                                          "filenames are paths below the directory / the glob's "
                                          "fixed part. A name without *, ? or [, or that names an "
                                          "existing directory, is a directory; anything else is a "
-                                         "glob. Symlinks that leave it are not read.")
+                                         "glob. Symlinks that leave it are not read. With "
+                                         "--images_manifest: the directory its paths are below.")
     source.add_argument("--tfrecords", help="Glob of TFRecords written by make_records.")
+    parser.add_argument("--images_manifest", default=None,
+                        help="Text file (local or gs://) listing the images to predict, one path a "
+                             "line: absolute / gs:// or relative to --images (default: the "
+                             "manifest's directory). Blank lines and lines starting with # are "
+                             "skipped; a path listed twice is predicted once.")
     parser.add_argument("--output", required=True, help="Output prefix (local or gs://).")
     output_prefix.add_overwrite_flag(parser)
     parser.add_argument("--min_score_threshold", type=float, default=0.05,
@@ -83,6 +95,10 @@ def parse_args(argv: Optional[Sequence[str]]) -> Tuple[argparse.Namespace, List[
     parser.add_argument("--notfx_bsl_handler", dest="tfx_bsl_handler", action="store_false",
                         help="--tfrecords: call the tf.Example signature with tf.saved_model.load.")
     args, beam_args = parser.parse_known_args(argv)
+    if args.images_manifest and args.tfrecords:
+        parser.error("--images_manifest lists images: it does not go with --tfrecords")
+    if not (args.images or args.images_manifest or args.tfrecords):
+        parser.error("one of --images, --images_manifest, --tfrecords is required")
     if args.batch_size < 1 or args.num_shards < 0 or args.max_image_pixels < 1:
         parser.error("--batch_size and --max_image_pixels must be >= 1, --num_shards >= 0")
     args.min_batch_size = args.min_batch_size or args.batch_size
@@ -93,7 +109,7 @@ def parse_args(argv: Optional[Sequence[str]]) -> Tuple[argparse.Namespace, List[
 
 def model_handler(args: argparse.Namespace) -> KeyedModelHandler:
     """Checks --model on the launcher (ModelError) and builds the keyed, retrying handler."""
-    if args.images:
+    if args.images or args.images_manifest:
         check_signature(args.model, IMAGE_SIGNATURE, IMAGE_INPUT)
         inner = SavedModelSignatureHandler(args.model, IMAGE_SIGNATURE, IMAGE_INPUT)
     else:
@@ -105,11 +121,26 @@ def model_handler(args: argparse.Namespace) -> KeyedModelHandler:
 
 
 def read_inputs(pipeline: beam.Pipeline, args: argparse.Namespace):
-    """-> tagged outputs: main ((image_id, filename), model input), ``errors``."""
+    """-> tagged outputs: main ((image_id, filename), model input), ``errors``.
+
+    Image paths are shuffled (``SpreadImages``, ``UniquePaths``) between finding
+    them and reading them: matching emits every path from one element, and
+    without a shuffle the runner fuses reading and inference behind it, on one
+    worker thread.
+    """
+    if args.images_manifest:
+        root = predict_inputs.manifest_root(args.images_manifest, args.images)
+        return (pipeline
+                | "ReadManifest" >> beam.io.ReadFromText(args.images_manifest)
+                | "ManifestPaths" >> beam.FlatMap(predict_inputs.manifest_path, root)
+                | "UniquePaths" >> beam.Distinct()
+                | "CheckImages" >> beam.ParDo(predict_inputs.ReadListedImages(
+                    root, args.max_image_pixels)).with_outputs(ERRORS, main="inputs"))
     if args.images:
         pattern, root = image_paths.glob_and_root(args.images)
         return (pipeline
                 | "MatchImages" >> fileio.MatchFiles(pattern)
+                | "SpreadImages" >> beam.Reshuffle()
                 | "ReadImages" >> fileio.ReadMatches()
                 | "CheckImages" >> beam.ParDo(predict_inputs.ReadImageFiles(
                     root, args.max_image_pixels)).with_outputs(ERRORS, main="inputs"))
@@ -153,14 +184,23 @@ def build(pipeline: beam.Pipeline, args: argparse.Namespace, handler: KeyedModel
 
 
 def _check_inputs_exist(args: argparse.Namespace) -> None:
+    if args.images_manifest:
+        if not FileSystems.exists(args.images_manifest):
+            raise SystemExit(f"error: --images_manifest {args.images_manifest} does not exist")
+        if args.images and not image_paths.image_source(args.images).directory:
+            raise SystemExit(f"error: with --images_manifest, --images is the directory the listed "
+                             f"paths are below, not a glob: {args.images}")
+        return
     pattern = image_paths.glob_and_root(args.images)[0] if args.images else args.tfrecords
-    if not FileSystems.match([pattern])[0].metadata_list:
+    # One match is enough to know the input exists: no listing of millions of objects.
+    if not FileSystems.match([pattern], limits=[1])[0].metadata_list:
         flag = "--images" if args.images else "--tfrecords"
         raise SystemExit(f"error: no file matches {flag} {args.images or args.tfrecords} ({pattern})")
 
 
 def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -> Dict[str, int]:
-    """Runs the pipeline to completion and returns its counters by name.
+    """Runs the pipeline to completion and returns its counters by name ({} when
+    --template_location made a template instead of running it).
 
     Raises ModelError (before building the pipeline) when --model cannot serve, OutputError
     when --output holds earlier output (without --overwrite) or lies below a file, and
@@ -173,6 +213,8 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -
     output_prefix.remove(earlier)
     result = launcher.run_to_completion(beam_args, save_main_session,
                                         functools.partial(build, args=args, handler=handler))
+    if result is None:  # a template was written; nothing ran
+        return {}
     counters = counter_values(result, predict_inputs.NAMESPACE)
     for name in SUMMARY_COUNTERS:
         counters.setdefault(name, 0)

@@ -13,14 +13,22 @@ alone instead of failing the batch it would have joined:
   alpha) and formats (GIF, BMP, TIFF, WebP ...) are converted to 8-bit RGB;
   empty, truncated or undecodable files are rejected.
 
+``--images_manifest`` lists the files instead (``manifest_path`` reads one
+line; ``ReadListedImages``): the same naming, confinement and checks, and a
+listed path that does not exist fails with ``missing_file``.
+
 Counters in the ``predict`` namespace: images_read, images_failed and
 images_failed.<code>, images_converted.
 """
+import os
 from typing import Any, Iterable, Optional, Tuple
 
 import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
 
-from beam_pipelines import dead_letters
+from beam_pipelines import dead_letters, image_paths
+from beam_pipelines.file_reads import read_file
+from beam_pipelines.image_paths import relative_path
 from beam_pipelines.matched_images import ReadMatchedImages
 from beam_pipelines.pipeline_metrics import Counters
 from model.dataset.image_files import (  # noqa: F401 (DEFAULT_MAX_PIXELS: predict's flag default)
@@ -53,6 +61,65 @@ class ReadImageFiles(ReadMatchedImages):
 
     def accept(self, image_id: int, relative: str, data: bytes) -> Tuple[ImageKey, bytes]:
         return (image_id, relative), checked_image(data, self._max_pixels).data
+
+
+def manifest_root(manifest: str, images_dir: Optional[str]) -> str:
+    """The directory a manifest's relative paths are below: ``--images`` when given,
+    else the directory that holds the manifest; made absolute when local."""
+    directory = images_dir or FileSystems.split(manifest)[0]
+    return directory if FileSystems.get_scheme(directory) else os.path.abspath(directory)
+
+
+def manifest_path(line: str, root: str) -> Iterable[str]:
+    """One manifest line -> the path it lists (none for a blank or ``#`` comment line).
+
+    Surrounding whitespace is dropped. A relative path is below ``root``; a URI
+    (``gs://...``) or an absolute local path is used as written. A path below
+    ``root`` comes out as ``root``/normalised name (``image_paths.confined_name``:
+    ``./a.jpg`` and ``a.jpg`` are one file), so that ``Distinct`` sees each file
+    once; a path that leaves ``root`` comes out as it is, and ``ReadListedImages``
+    rejects it.
+    """
+    entry = line.strip()
+    if not entry or entry.startswith("#"):
+        return
+    if FileSystems.get_scheme(entry) or entry.startswith("/"):
+        relative = relative_path(entry, root)
+        if relative == entry:  # not below root
+            yield entry
+            return
+    else:
+        relative = entry
+    try:
+        relative = image_paths.confined_name(relative)
+    except InvalidImage:
+        pass  # ReadListedImages gives the reason
+    yield FileSystems.join(root, relative)
+
+
+class ReadListedImages(ReadImageFiles):
+    """A path listed in the manifest -> what ReadImageFiles makes of a matched file.
+
+    Named and identified like a matched file below ``root`` (``relative_path``):
+    ``--images ROOT`` and a manifest of the same files give the same filenames
+    and ids. Reads stay below ``root`` as for ``--images``: a listed path outside
+    it, or leading out of it (``../x``), fails with ``file_outside_image_dir``
+    (its ``filename`` is then the path as listed). A path that does not exist
+    fails with ``missing_file``.
+    """
+
+    def check_path(self, path: str, relative: str) -> None:
+        if relative == path:
+            raise InvalidImage(image_paths.FILE_OUTSIDE_IMAGE_DIR,
+                               f"{path} is not below {self._root} (the manifest's root: --images, "
+                               f"or the manifest's directory)")
+        if image_paths.confined_name(relative) != relative:
+            raise InvalidImage(image_paths.FILE_OUTSIDE_IMAGE_DIR,
+                               f"{relative} is not a normalised path below {self._root}")
+        super().check_path(path, relative)
+
+    def process(self, path: str) -> Iterable[Any]:
+        yield from self.read_image(path, lambda: read_file(path))
 
 
 def _feature_bytes(example, key: str) -> Optional[bytes]:
