@@ -3,8 +3,12 @@
 Every DoFn of make_records and predict sends what it cannot use to the tagged
 output ``ERRORS`` as a ``model.dataset.rejections`` object; ``WriteDeadLetters``
 flattens those PCollections and writes one JSON line per object to
-``PREFIX-errors-00000-of-00001.jsonl`` (one shard, so the path is known before
-the job runs).
+``PREFIX-errors.jsonl``: one file without a shard name, so that its path is
+known before the job runs, and so that no main output's sink can take it for
+one of its own shards. (Before it renames its shards into place, a Beam file
+sink deletes every existing ``PREFIX-*-of-NNNNN`` + suffix for the shard count
+it wrote; a sharded ``PREFIX-errors-00000-of-00001.jsonl`` would match
+predict's one-shard ``PREFIX-*-of-00001.jsonl`` and could be deleted by it.)
 """
 from typing import Any, Optional
 
@@ -17,12 +21,12 @@ from model.dataset import rejections
 ERRORS = "errors"
 _SUFFIX = "-errors"
 _EXTENSION = ".jsonl"
-_SHARDS = "-SSSSS-of-NNNNN"
+_UNSHARDED = ""  # Beam's shard name template for a single file named prefix + suffix
 
 
 def errors_path(prefix: str) -> str:
     """The file ``WriteDeadLetters(prefix)`` writes."""
-    return f"{errors_sink_prefix(prefix)}-00000-of-00001{_EXTENSION}"
+    return errors_sink_prefix(prefix) + _EXTENSION
 
 
 def errors_sink_prefix(prefix: str) -> str:
@@ -55,4 +59,4 @@ class WriteDeadLetters(beam.PTransform):
                 | "ErrorsToJson" >> beam.Map(rejections.json_line)
                 | "WriteErrors" >> beam.io.WriteToText(
                     errors_sink_prefix(self._prefix), file_name_suffix=_EXTENSION, num_shards=1,
-                    shard_name_template=_SHARDS))
+                    shard_name_template=_UNSHARDED))

@@ -7,7 +7,7 @@
       --setup_file ./setup.py
 
 Writes PREFIX-SSSSS-of-NNNNN.tfrecord, PREFIX-labels.json (with annotations) and
-PREFIX-errors-SSSSS-of-NNNNN.jsonl (one JSON object per failed image or skipped
+PREFIX-errors.jsonl (one JSON object per failed image or skipped
 annotation). The launcher streams the annotation file once to check it and to cut
 its arrays into byte ranges; workers read those ranges from the file's path, so
 the file never travels in the job graph nor is it held whole anywhere.

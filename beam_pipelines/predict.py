@@ -9,7 +9,7 @@
 
 Writes PREFIX-SSSSS-of-NNNNN.jsonl (one JSON object per detection, see
 predict_outputs; .jsonl.gz, gzip-compressed, with --compression gzip) and
-PREFIX-errors-SSSSS-of-NNNNN.jsonl (one object per image that could not be
+PREFIX-errors.jsonl (one object per image that could not be
 predicted, with ``filename``, ``code`` and ``reason``; never compressed).
 Every image read is either predicted or in the errors file; the last line
 printed is ``images_read=N images_predicted=N images_failed=N detections_written=N``.

@@ -53,7 +53,7 @@ def read_detections(prefix: str, suffix: str = ".jsonl") -> List[Dict]:
 
 
 def read_errors(prefix: str) -> List[Dict]:
-    return read_lines(prefix + "-errors-?????-of-?????.jsonl")
+    return read_lines(prefix + "-errors.jsonl")
 
 
 def image_sizes(image_dir: str) -> Dict[str, Tuple[int, int]]:

@@ -34,7 +34,7 @@ def read_records(prefix: str, num_attributes: int, include_masks: bool = True) -
 
 def read_errors(prefix: str) -> List[Dict]:
     rows = []
-    for path in sorted(glob.glob(prefix + "-errors-?????-of-?????.jsonl")):
+    for path in sorted(glob.glob(prefix + "-errors.jsonl")):
         with open(path) as stream:
             rows += [json.loads(line) for line in stream if line.strip()]
     return rows

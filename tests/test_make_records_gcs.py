@@ -37,7 +37,7 @@ def test_annotated_dataset_in_and_out_of_gcs(gcs, all_forms_dataset, tmp_path):
     shards = download_matching(f"{gcs}/records/train-*", str(local))
     names = sorted(os.path.basename(p) for p in shards)
     assert names == ["train-00000-of-00002.tfrecord", "train-00001-of-00002.tfrecord",
-                     "train-errors-00000-of-00001.jsonl", "train-labels.json"]
+                     "train-errors.jsonl", "train-labels.json"]
     prefix = str(local / "train")
     assert read_errors(prefix) == []
     records = read_records(prefix, read_label_map(prefix).num_attributes)
@@ -84,10 +84,10 @@ def test_a_used_prefix_on_gcs_is_refused_and_overwrite_clears_it(gcs, all_forms_
     assert str(refused.value) == (
         f"--output_file_prefix {out}r already holds output of an earlier run: "
         f"{out}r-00000-of-00002.tfrecord, {out}r-00001-of-00002.tfrecord, "
-        f"{out}r-errors-00000-of-00001.jsonl, {out}beam-temp-r-{hex_id}/ and 1 more; "
+        f"{out}r-errors.jsonl, {out}beam-temp-r-{hex_id}/ and 1 more; "
         "pass --overwrite to delete it first, or choose another prefix")
     counters = run_make_records(*flags, "--num_shards", "1", "--overwrite")
-    assert _names_below(out) == sorted(["r-00000-of-00001.tfrecord", "r-errors-00000-of-00001.jsonl",
+    assert _names_below(out) == sorted(["r-00000-of-00001.tfrecord", "r-errors.jsonl",
                                         *planted[2:]])
     num_png = len([n for n in os.listdir(image_dir) if n.endswith(".png")])
     assert counters["images_written"] == num_png

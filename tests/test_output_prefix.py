@@ -58,7 +58,7 @@ def _cli(module: str, *args: str) -> str:
 LEFT_BY_A_KILLED_RUN = [f"beam-temp-r-{HEX}/1b2c.r.tfrecord", f"beam-temp-r-errors-{HEX}/"]
 # Names of other prefixes in the same directory, and near misses: none is r's.
 NEIGHBOURS = ["r2-00000-of-00001.tfrecord", "r-extra-00000-of-00001.tfrecord",
-              "r-errors-errors-00000-of-00001.jsonl",  # prefix r-errors' own errors file
+              "r-errors-errors.jsonl",  # prefix r-errors' own errors file
               "r-labels.json.bak", "r-00000-of-00003.tfrecord.bak", "r-0000-of-00003.tfrecord",
               "r-labels-00000-of-00001.tfrecord",  # prefix r-labels' shard
               f"beam-temp-r2-{HEX}/x.r2.tfrecord", f"beam-temp-r-extra-{HEX}/",
@@ -90,7 +90,7 @@ def test_make_records_refuses_a_used_prefix_and_overwrite_replaces_it(tmp_path):
     _plant(tmp_path / "neighbours", NEIGHBOURS)
     kept = _files(tmp_path / "neighbours")
     assert set(after) == {"r-00000-of-00002.tfrecord", "r-00001-of-00002.tfrecord",
-                          "r-errors-00000-of-00001.jsonl", "r-labels.json"} | set(kept)
+                          "r-errors.jsonl", "r-labels.json"} | set(kept)
     for name in kept:
         assert after[name] == before[name]
     records = read_records(prefix, first_labels.num_attributes)
@@ -123,13 +123,13 @@ def test_predict_refuses_a_used_prefix_and_overwrite_replaces_it(tiny_model, tmp
     line = _cli("beam_pipelines.predict", *flags)
     assert line == (f"error: --output {prefix} already holds output of an earlier run: "
                     f"{out}/p-00000-of-00002.jsonl, {out}/p-00001-of-00002.jsonl, "
-                    f"{out}/p-errors-00000-of-00001.jsonl, {out}/beam-temp-p-{HEX}/; "
+                    f"{out}/p-errors.jsonl, {out}/beam-temp-p-{HEX}/; "
                     "pass --overwrite to delete it first, or choose another prefix")
     assert _files(out) == before
 
     second = run_predict(*flags, "--num_shards", "1", "--overwrite")
     after = _files(out)
-    assert set(after) == {"p-00000-of-00001.jsonl", "p-errors-00000-of-00001.jsonl",
+    assert set(after) == {"p-00000-of-00001.jsonl", "p-errors.jsonl",
                           "p2-00000-of-00001.jsonl", "p-old.jsonl"}
     assert after["p2-00000-of-00001.jsonl"] == before["p2-00000-of-00001.jsonl"]
     rows = read_detections(prefix)
@@ -171,3 +171,21 @@ def test_predict_owns_its_shards_compressed_or_not(tmp_path):
         "p-00000-of-00001.jsonl", "p-00000-of-00002.jsonl.gz", "p-00001-of-00002.jsonl.gz"]
     with pytest.raises(OutputError):
         output_prefix.check(OUTPUTS, prefix, overwrite=False)
+
+
+@pytest.mark.parametrize("module", ["predict", "make_records"])
+def test_no_main_sink_can_take_the_errors_file_for_its_shard(module):
+    """Before renaming its shards into place, Beam's file sink deletes every existing
+    PREFIX + template-as-glob + suffix for the shard count it wrote (FileBasedSink.pre_finalize):
+    the errors file must match none of them, at any shard count."""
+    import fnmatch
+    import importlib
+    from beam_pipelines.dead_letters import errors_path
+    outputs = importlib.import_module(f"beam_pipelines.{module}").OUTPUTS
+    prefix = "/out/p"
+    for num_shards in (1, 2, 7, 100):
+        shard_glob = outputs.shard_template.replace("SSSSS", "*").replace(
+            "NNNNN", f"{num_shards:05d}")
+        for suffix in outputs.shard_suffixes:
+            assert not fnmatch.fnmatchcase(errors_path(prefix), prefix + shard_glob + suffix)
+    assert fnmatch.fnmatchcase("/out/p-errors-00000-of-00001.jsonl", "/out/p-*-of-00001.jsonl")

@@ -200,7 +200,7 @@ def test_an_image_failing_alone_is_dead_lettered_and_predict_succeeds(marker_mod
                          "--batch_size", "4", "--max_failed_fraction", "0.2")
     assert strict.returncode == launcher.JOB_FAILED_STATUS == 1
     assert _last_line(strict.stdout).startswith("images_read=4 images_predicted=3 images_failed=1")
-    errors_file = str(tmp_path / "strict" / "p-errors-00000-of-00001.jsonl")
+    errors_file = str(tmp_path / "strict" / "p-errors.jsonl")
     assert _last_line(strict.stderr) == (f"error: 1 of 4 images failed (25.0%), more than "
                                          f"--max_failed_fraction 0.2 (reasons in {errors_file})")
 
@@ -244,7 +244,7 @@ def test_make_records_of_only_bad_images_fails_after_its_summary(tmp_path):
                                          "annotations_written=0 annotations_skipped=0")
     assert _last_line(result.stderr) == (
         "error: the job wrote nothing: images_written=0 of images_read=2 (images_failed=2; "
-        f"reasons in {prefix}-errors-00000-of-00001.jsonl)")
+        f"reasons in {prefix}-errors.jsonl)")
 
 
 def test_make_records_failing_most_images_fails(tmp_path):

@@ -55,7 +55,7 @@ def test_images_end_to_end(predicted, photos, capsys):
     assert counters["detections_written"] == len(rows) > 0
     assert sorted(os.path.basename(p) for p in os.listdir(os.path.dirname(prefix))) == [
         "photos-00000-of-00002.jsonl", "photos-00001-of-00002.jsonl",
-        "photos-errors-00000-of-00001.jsonl"]
+        "photos-errors.jsonl"]
     check_detections(rows, sizes)
     assert {row["filename"] for row in rows} <= set(sizes)
     for row in rows:

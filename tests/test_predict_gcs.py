@@ -24,7 +24,7 @@ def test_images_and_outputs_on_gcs(tiny_model, tmp_path):
         local = tmp_path / "downloaded"
         local.mkdir()
         names = [os.path.basename(p) for p in download_matching(f"gs://{BUCKET}/out/*", str(local))]
-    assert sorted(names) == ["shop-00000-of-00001.jsonl", "shop-errors-00000-of-00001.jsonl"]
+    assert sorted(names) == ["shop-00000-of-00001.jsonl", "shop-errors.jsonl"]
     assert counters["images_read"] == 5
     assert counters["images_predicted"] == 4 and counters["images_failed"] == 1
     (error,) = read_errors(str(local / "shop"))

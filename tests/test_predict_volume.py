@@ -150,7 +150,7 @@ def test_full_mode_is_the_default_schema(runs):
     image_dir, found = runs
     prefix, counters, rows = found["full"]
     assert sorted(os.listdir(os.path.dirname(prefix))) == [
-        "val-00000-of-00002.jsonl", "val-00001-of-00002.jsonl", "val-errors-00000-of-00001.jsonl"]
+        "val-00000-of-00002.jsonl", "val-00001-of-00002.jsonl", "val-errors.jsonl"]
     assert counters["images_read"] == counters["images_predicted"] == 4
     # Every slot of the tiny model (20 an image) but those whose mask is empty.
     assert 0 < counters["detections_written"] == len(rows) <= 4 * 20
@@ -165,7 +165,7 @@ def test_compact_modes_agree_with_the_full_vectors(runs):
         prefix, counters, rows = found[mode]
         assert sorted(os.listdir(os.path.dirname(prefix))) == [
             "val-00000-of-00002.jsonl.gz", "val-00001-of-00002.jsonl.gz",
-            "val-errors-00000-of-00001.jsonl"]  # the errors file is never compressed
+            "val-errors.jsonl"]  # the errors file is never compressed
         assert read_errors(prefix) == [] and counters["images_failed"] == 0
         assert counters["detections_written"] == len(rows) and {r["id"] for r in rows} == set(full)
         for row in rows:

@@ -1,4 +1,4 @@
-"""Rejected inputs and the JSON objects written for them to ``PREFIX-errors-SSSSS-of-NNNNN.jsonl``.
+"""Rejected inputs and the JSON objects written for them to ``PREFIX-errors.jsonl``.
 
 Each object has ``image_id``, ``filename``, a short machine-readable ``code``
 and a human ``reason``; a skipped annotation also has ``annotation_id``, and a
