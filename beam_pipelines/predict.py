@@ -8,7 +8,7 @@
       [--overwrite] [--attributes full|ids|top_k=K] [--compression none|gzip] [Beam options]
 
 Writes PREFIX-SSSSS-of-NNNNN.jsonl (one JSON object per detection, see
-predict_outputs; .jsonl.gz, gzip-compressed, with --compression gzip) and
+model.detection_lines; .jsonl.gz, gzip-compressed, with --compression gzip) and
 PREFIX-errors.jsonl (one object per image that could not be
 predicted, with ``filename``, ``code`` and ``reason``; never compressed).
 Every image read is either predicted or in the errors file; the last line

@@ -71,7 +71,8 @@ def check_detections(rows: Sequence[Dict], sizes: Dict[str, Tuple[int, int]],
                      num_attributes: int = NUM_ATTRIBUTES, attribute_threshold: float = 0.5) -> None:
     """Every row has the output schema, a decodable RLE of the image's size, a box inside it."""
     keys = {"image_id", "filename", "id", "category_id", "bbox", "score", "segmentation",
-            "mask_mean_score", "mask_area_fraction", "attribute_probabilities", "attribute_ids"}
+            "mask_mean_score", "mask_area_fraction", "area", "mask_pixel_mean_score",
+            "attribute_probabilities", "attribute_ids"}
     assert len({row["id"] for row in rows}) == len(rows)
     for row in rows:
         assert set(row) == keys
@@ -87,7 +88,11 @@ def check_detections(rows: Sequence[Dict], sizes: Dict[str, Tuple[int, int]],
         rows_on, cols_on = np.nonzero(mask)  # the mask lies within its box
         assert cols_on.min() + 0.5 >= x and cols_on.max() + 0.5 < x + w
         assert rows_on.min() + 0.5 >= y and rows_on.max() + 0.5 < y + h
-        assert 0 < row["mask_mean_score"] <= 1 and 0 < row["mask_area_fraction"] <= 1
+        # Grid scores (cells > 0.5 of the 28 x 28 grid) and pixel scores of the pasted mask.
+        assert 0.5 < row["mask_mean_score"] <= 1 and 0 < row["mask_area_fraction"] <= 1
+        cells = row["mask_area_fraction"] * 784
+        assert cells == pytest.approx(round(cells), abs=1e-3)
+        assert row["area"] == int(mask.sum()) and 0.5 < row["mask_pixel_mean_score"] <= 1
         probabilities = row["attribute_probabilities"]
         assert len(probabilities) == num_attributes
         chosen = set(row["attribute_ids"])

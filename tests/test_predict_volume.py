@@ -27,7 +27,8 @@ from tests.prediction_helpers import (NUM_ATTRIBUTES, check_detections, coco_gro
 
 _ = tiny_model  # a fixture used by name below
 TODAYS_KEYS = ["image_id", "filename", "id", "category_id", "bbox", "score", "segmentation",
-               "mask_mean_score", "mask_area_fraction", "attribute_probabilities", "attribute_ids"]
+               "mask_mean_score", "mask_area_fraction", "area", "mask_pixel_mean_score",
+               "attribute_probabilities", "attribute_ids"]
 IDS_KEYS = TODAYS_KEYS[:-2] + ["attribute_ids"]
 TOP_K_KEYS = IDS_KEYS + ["attribute_top_k_ids", "attribute_top_k_probabilities"]
 K = 5
@@ -44,20 +45,23 @@ def _two_detections():
         "segmentation": [{"size": [24, 16], "counts": "abc1"}, {"size": [24, 16], "counts": "Z0"}],
         "mask_mean_score": np.array([0.7654321, 0.5]),
         "mask_area_fraction": np.array([0.5, 1.0]),
+        "area": np.array([70, 16]),
+        "mask_pixel_mean_score": np.array([0.71234567, 0.5]),
         "attribute_probabilities": np.array([[0.1, 0.87654, 0.5, 0.0],
                                              [0.49999, 0.25, 0.75, 0.0]], np.float32),
     }
 
 
 def test_default_lines_are_byte_for_byte_the_full_schema():
-    """The lines the pipeline wrote before --attributes existed (kept here verbatim)."""
+    """The lines the pipeline wrote before --attributes existed (kept here verbatim), with
+    the pixel scores that came later (area, mask_pixel_mean_score)."""
     expected = [
         '{"image_id":7,"filename":"a/b.jpg","id":7168,"category_id":2,"bbox":[1.5,2.25,8.5,18.25],'
         '"score":0.912346,"segmentation":{"size":[24,16],"counts":"abc1"},"mask_mean_score":0.765432,'
-        '"mask_area_fraction":0.5,"attribute_probabilities":[0.1,0.8765,0.5,0.0],"attribute_ids":[1,2]}',
+        '"mask_area_fraction":0.5,"area":70,"mask_pixel_mean_score":0.712346,"attribute_probabilities":[0.1,0.8765,0.5,0.0],"attribute_ids":[1,2]}',
         '{"image_id":7,"filename":"a/b.jpg","id":7171,"category_id":5,"bbox":[0.0,0.0,4.0,4.0],'
         '"score":0.25,"segmentation":{"size":[24,16],"counts":"Z0"},"mask_mean_score":0.5,'
-        '"mask_area_fraction":1.0,"attribute_probabilities":[0.5,0.25,0.75,0.0],"attribute_ids":[2]}',
+        '"mask_area_fraction":1.0,"area":16,"mask_pixel_mean_score":0.5,"attribute_probabilities":[0.5,0.25,0.75,0.0],"attribute_ids":[2]}',
     ]
     assert predict_outputs.to_json_lines(_two_detections(), 0.5) == expected
     assert predict_outputs.to_json_lines(

@@ -5,7 +5,8 @@ from pycocotools import mask as coco_mask
 
 from beam_pipelines.rle import EncodeMasksRle
 from model.masks.paste import axis_samples, paste_masks
-from model.masks.rle import encode_masks_rle, encode_masks_with_scores
+from model.detection_lines import encode_masks
+from model.masks.rle import encode_masks_rle, encode_masks_with_scores, grid_scores
 from model.masks.runs import _band_weights, extent, extents
 
 
@@ -103,7 +104,7 @@ def _canvas_mean_score(probs, box, height, width, threshold=0.5):
     return float(values[on].astype(np.float64).mean()) if on.any() else 0.0
 
 
-def test_mean_score_equals_the_canvas_mean_over_pixels_on():
+def test_pixel_mean_score_equals_the_canvas_mean_over_pixels_on():
     rng = np.random.default_rng(5)
     grid = (np.arange(28) + 0.5) / 28
     probs = np.stack([np.exp(-((grid[:, None] - cy) ** 2 + (grid[None, :] - cx) ** 2) / 0.08)
@@ -112,8 +113,8 @@ def test_mean_score_equals_the_canvas_mean_over_pixels_on():
     corners = rng.uniform(-20, 200, size=(6, 2, 2))
     boxes = np.concatenate([corners.min(axis=1), corners.max(axis=1) + 5], axis=1)
     for mask, box, encoded in zip(probs, boxes, encode_masks_with_scores(probs, boxes, 150, 180)):
-        assert encoded.mean_score == pytest.approx(_canvas_mean_score(mask, box, 150, 180),
-                                                   rel=1e-6, abs=1e-9)
+        assert encoded.pixel_mean_score == pytest.approx(
+            _canvas_mean_score(mask, box, 150, 180), rel=1e-6, abs=1e-9)
 
 
 def test_extents_of_many_boxes_equal_one_at_a_time():
@@ -167,15 +168,15 @@ def test_full_image_mask_starts_with_an_empty_zero_run():
 
 def test_scores_area_fraction_and_the_dofn_drops_empty_masks():
     probs = np.zeros((3, 28, 28), np.float32)
-    probs[0, :, :14] = 0.9       # left half of the box on
-    probs[2] = 0.8               # whole box on
+    probs[0, :, :14] = 0.75      # left half of the box on
+    probs[2] = 0.625             # whole box on
     boxes = np.array([[0, 0, 28, 10], [0, 0, 10, 10], [5, 5, 9, 7]], np.float64)
     encoded = encode_masks_with_scores(probs, boxes, 10, 30)
     assert [e.area for e in encoded] == [140, 0, 8]
-    assert encoded[0].area_fraction == pytest.approx(0.5)
-    assert encoded[0].mean_score == pytest.approx(0.9)
-    assert encoded[2].area_fraction == pytest.approx(1.0)
-    assert encoded[1].mean_score == 0.0 and encoded[1].area_fraction == 0.0
+    # Grid scores: the 28 x 28 cells > 0.5 (392 of 784, then none, then all).
+    assert [(e.mean_score, e.area_fraction) for e in encoded] == [(0.75, 0.5), (0.0, 0.0),
+                                                                  (0.625, 1.0)]
+    assert [e.pixel_mean_score for e in encoded] == [0.75, 0.0, 0.625]
 
     detections = {"boxes": boxes, "mask_probabilities": probs, "image_size": (10, 30),
                   "scores": np.array([0.9, 0.8, 0.7], np.float32),
@@ -187,7 +188,47 @@ def test_scores_area_fraction_and_the_dofn_drops_empty_masks():
     assert out["boxes"].tolist() == boxes[[0, 2]].tolist()
     assert [r["counts"] for r in out["segmentation"]] == [encoded[0].rle["counts"],
                                                          encoded[2].rle["counts"]]
-    assert out["mask_area_fraction"].tolist() == pytest.approx([0.5, 1.0])
+    assert out["mask_area_fraction"].tolist() == [0.5, 1.0]
+    assert out["mask_mean_score"].tolist() == [0.75, 0.625]
+    assert out["area"].tolist() == [140, 8]
+    assert out["mask_pixel_mean_score"].tolist() == [0.75, 0.625]
+
+
+def test_grid_scores_count_cells_strictly_over_the_threshold():
+    probs = np.zeros((3, 28, 28), np.float32)
+    probs[0, 0, :3] = 0.75
+    probs[0, 5, 5] = 0.625
+    probs[0, 6:, :] = 0.5                            # at the threshold: not over it
+    probs[1] = 0.5                                   # nothing over
+    probs[2, 3, 4] = np.nextafter(np.float32(0.5), np.float32(1))  # just over
+    means, fractions = grid_scores(probs)
+    assert means.tolist() == [0.71875, 0.0, float(np.nextafter(np.float32(0.5), np.float32(1)))]
+    assert fractions.tolist() == [4 / 784, 0.0, 1 / 784]
+    assert grid_scores(probs, threshold=0.7)[1].tolist() == [3 / 784, 0.0, 0.0]
+    assert [len(v) for v in grid_scores(np.zeros((0, 28, 28), np.float32))] == [0, 0]
+
+
+def test_grid_scores_and_pixel_scores_differ_and_the_pasted_mask_decides_what_is_kept():
+    probs = np.zeros((3, 28, 28), np.float32)
+    probs[0, :14, :] = 1.0       # top half of the grid: 392 cells of 1.0
+    probs[0, 14:, :] = 0.25      # bottom half below the threshold
+    probs[1, 0, 0] = 0.9         # one corner cell over; a 1-pixel box samples cells 13 and 14
+    probs[2, 0, 0] = 0.9         # over, but the box lies outside the image
+    boxes = np.array([[0, 0, 7, 7], [2, 2, 3, 3], [50, 50, 60, 60]], np.float64)
+    encoded = encode_masks_with_scores(probs, boxes, 7, 7)
+    # Grid: (1.0, 392/784) whatever the box. Pixels: row r of the 7 x 7 box samples the grid
+    # at v = 4r + 1.5, so rows 0..2 read cells of 1.0, row 3 reads cells 13 and 14 halfway
+    # (0.625, on), rows 4..6 read 0.25 (off): 28 pixels, mean (21 + 7 * 0.625) / 28.
+    assert (encoded[0].mean_score, encoded[0].area_fraction) == (1.0, 0.5)
+    assert encoded[0].area == int(paste_masks(probs, boxes, 7, 7)[0].sum()) == 28
+    assert encoded[0].pixel_mean_score == 0.90625
+    assert [e.area for e in encoded[1:]] == [0, 0]
+    assert [(e.mean_score, e.area_fraction) for e in encoded[1:]] == [
+        (float(np.float32(0.9)), 1 / 784)] * 2
+    detections = {"boxes": boxes, "mask_probabilities": probs, "image_size": (7, 7),
+                  "slots": np.arange(3)}
+    kept, dropped = encode_masks(detections)
+    assert kept["slots"].tolist() == [0] and dropped == 2
 
 
 def test_bad_shapes_are_rejected():

@@ -8,9 +8,13 @@ import shutil
 import numpy as np
 import pytest
 import tensorflow as tf
+from pycocotools import mask as coco_mask
+
+from beam_pipelines import predict
 
 from model.data.augment import identity_image_info
 from model.synthetic.generate import SyntheticConfig, generate_split
+from tests.prediction_helpers import check_detections, read_detections
 from tests.record_reading import run_make_records
 from tpu import train, warm_start
 from tpu.model_dir import ModelDirError, save_or_check_config
@@ -106,6 +110,118 @@ def test_eval_writes_coco_metrics(trained, dataset):
                 "ARl", "AP_IoU_F1", "AP_IoU_only", "AP_F1_only"} <= set(metrics[kind])
         assert 0.0 <= metrics[kind]["AP"] <= 1.0 and 0.0 <= metrics[kind]["AP_IoU_F1"] <= 1.0
     assert 0.0 <= metrics["attribute_f1"] <= 1.0
+
+
+def _by_id(rows):
+    by_id = {row["id"]: row for row in rows}
+    assert len(by_id) == len(rows)
+    return by_id
+
+
+def _mask_iou(first, second):
+    rles = [dict(seg, counts=seg["counts"].encode()) for seg in (first, second)]
+    return float(coco_mask.iou([rles[0]], [rles[1]], [0])[0, 0])
+
+
+def test_predict_mode_writes_the_lines_beam_predict_writes_from_the_export(trained, dataset,
+                                                                           tmp_path, capsys):
+    """The same checkpoint, predicted by tpu.train --mode predict (the estimator, records
+    parsed by the input parser) and by beam_pipelines.predict --tfrecords (its SavedModel
+    export, the serve_examples signature): the same detections, line for line."""
+    export_dir = str(tmp_path / "saved_model")
+    _run("--mode", "export", "--config", "tiny", "--model_dir", trained, "--export_dir",
+         export_dir, *_override_flags(SHORT))
+    beam_prefix, tpu_prefix = str(tmp_path / "beam" / "pred"), str(tmp_path / "tpu" / "pred")
+    predict.run(["--model", export_dir, "--tfrecords", dataset["pattern"], "--output",
+                 beam_prefix, "--num_shards", "1"])
+    capsys.readouterr()
+    predict_flags = ["--mode", "predict", "--config", "tiny", "--model_dir", trained,
+                     "--predict_file_pattern", dataset["pattern"], *_override_flags(SHORT)]
+    _run(*predict_flags, "--output", tpu_prefix)
+    out = capsys.readouterr().out
+    assert f"detections: {tpu_prefix}-00000-of-00001.jsonl" in out
+    beam_rows, tpu_rows = read_detections(beam_prefix), read_detections(tpu_prefix)
+    assert f"images_predicted=24 detections_written={len(tpu_rows)}" in out
+    assert not glob.glob(tpu_prefix + "*.partial")
+    with open(dataset["json"]) as stream:
+        truth = json.load(stream)
+    sizes = {image["file_name"]: (image["height"], image["width"]) for image in truth["images"]}
+    check_detections(tpu_rows, sizes)
+    ids = {image["file_name"]: image["id"] for image in truth["images"]}
+    assert all(ids[row["filename"]] == row["image_id"] for row in tpu_rows)
+    beam_by_id, tpu_by_id = _by_id(beam_rows), _by_id(tpu_rows)
+    assert len(tpu_rows) >= 24, "the trained model finds objects in its training images"
+    # A detection whose score lies at the threshold may fall either side in one of the two.
+    for only in (beam_by_id.keys() - tpu_by_id.keys(), tpu_by_id.keys() - beam_by_id.keys()):
+        assert all(abs((beam_by_id.get(i) or tpu_by_id[i])["score"] - 0.05) < 1e-3
+                   for i in only), only
+    common = beam_by_id.keys() & tpu_by_id.keys()
+    assert len(common) >= 0.95 * max(len(beam_rows), len(tpu_rows))
+    same_masks = 0
+    for detection_id in common:
+        beam_row, tpu_row = beam_by_id[detection_id], tpu_by_id[detection_id]
+        assert list(tpu_row) == list(beam_row)
+        for key in ("image_id", "filename", "category_id"):
+            assert tpu_row[key] == beam_row[key], key
+        np.testing.assert_allclose(tpu_row["bbox"], beam_row["bbox"], atol=1e-3)
+        assert tpu_row["score"] == pytest.approx(beam_row["score"], abs=1e-4)
+        same_masks += tpu_row["segmentation"] == beam_row["segmentation"]
+        assert _mask_iou(tpu_row["segmentation"], beam_row["segmentation"]) > 0.99
+        np.testing.assert_allclose(tpu_row["attribute_probabilities"],
+                                   beam_row["attribute_probabilities"], atol=1e-3)
+        for key in ("mask_mean_score", "mask_area_fraction", "mask_pixel_mean_score"):
+            assert tpu_row[key] == pytest.approx(beam_row[key], abs=2e-3), key
+    assert same_masks >= 0.9 * len(common)
+    close_calls = sum(abs(p - 0.5) < 1e-3 for row in tpu_rows
+                      for p in row["attribute_probabilities"])
+    differing = sum(tpu_by_id[i]["attribute_ids"] != beam_by_id[i]["attribute_ids"]
+                    for i in common)
+    assert differing <= close_calls
+
+    # An earlier run's output is refused with one line, replaced with --overwrite; the
+    # compact attribute modes come from the same code.
+    with pytest.raises(SystemExit) as exit_info:
+        _run(*predict_flags, "--output", tpu_prefix, "--attributes", "top_k=3")
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "pass --overwrite" in error[0], error
+    _run(*predict_flags, "--output", tpu_prefix, "--attributes", "top_k=3", "--overwrite")
+    top_k_rows = read_detections(tpu_prefix)
+    assert [row["id"] for row in top_k_rows] == [row["id"] for row in tpu_rows]
+    for full, compact in zip(tpu_rows, top_k_rows):
+        assert "attribute_probabilities" not in compact
+        assert compact["attribute_ids"] == full["attribute_ids"]
+        assert len(compact["attribute_top_k_ids"]) == 3
+        assert compact["segmentation"] == full["segmentation"]
+
+
+def test_predict_mode_needs_its_records_and_an_output_prefix(tmp_path, capsys, dataset):
+    for argv in (["--predict_file_pattern", dataset["pattern"]], ["--output", tmp_path / "p"]):
+        with pytest.raises(SystemExit) as exit_info:
+            _run("--mode", "predict", "--config", "tiny", "--model_dir", tmp_path / "m", *argv)
+        assert exit_info.value.code == 2
+        error = capsys.readouterr().err.strip().splitlines()
+        assert len(error) == 1 and "needs --predict_file_pattern and --output" in error[0]
+    with pytest.raises(SystemExit):
+        _run("--mode", "predict", "--config", "tiny", "--model_dir", tmp_path / "m",
+             "--predict_file_pattern", tmp_path / "none-*", "--output", tmp_path / "p")
+    assert "--predict_file_pattern " + str(tmp_path / "none-*") + " matches no files" in \
+        capsys.readouterr().err
+    assert not (tmp_path / "m").exists()
+
+
+def test_predictions_out_of_step_with_the_records_are_refused():
+    from tpu import prediction
+    images = [{"source_id": np.int64(7)}, {"source_id": np.int64(-2)}, {"source_id": np.int64(-1)}]
+    keys = [(7, "a.jpg", 7), (123456, "b.jpg", -2)]
+    assert [key for key, _ in prediction.keyed_images(images, keys)] == [(7, "a.jpg"),
+                                                                         (123456, "b.jpg")]
+    with pytest.raises(RuntimeError, match="out of step"):
+        list(prediction.keyed_images(images, [(8, "a.jpg", 8), (1, "b.jpg", -2)]))
+    with pytest.raises(RuntimeError, match="fewer images"):
+        list(prediction.keyed_images(images[:1], keys))
+    with pytest.raises(RuntimeError, match="more images"):
+        list(prediction.keyed_images(images, keys[:1]))
 
 
 def test_warm_start_restores_matching_variables_and_lists_the_rest(trained, dataset, tmp_path,

@@ -9,6 +9,7 @@ tail; ``tpu.evaluation`` drops them).
 input v2), the whole batch elsewhere.
 """
 import dataclasses
+from typing import Optional
 
 import tensorflow as tf
 
@@ -37,17 +38,26 @@ def _split_features(images, labels):
     return features, labels
 
 
-def predict_input_fn(config: ExperimentConfig, file_pattern: str):
+def prediction_records(file_pattern: str, num_images: int = 0) -> tf.data.Dataset:
+    """The serialized records prediction reads, in its order: the files in name order, each
+    from start to end; the first ``num_images`` only when > 0."""
+    files = tf.data.Dataset.list_files(file_pattern, shuffle=False)
+    records = files.interleave(tf.data.TFRecordDataset, cycle_length=1)
+    return records.take(num_images) if num_images > 0 else records
+
+
+def predict_input_fn(config: ExperimentConfig, file_pattern: str,
+                     num_images: Optional[int] = None):
+    """Features of every record of ``file_pattern`` (``prediction_records``; ``num_images``
+    None: ``eval.num_images``), then the blank padding images."""
     settings = dataclasses.replace(ParserSettings.from_experiment(config), include_masks=False)
     size = config.input.image_size
+    limit = config.eval.num_images if num_images is None else num_images
 
     def input_fn(params):
         batch_size = params["batch_size"]
         parser = Parser(settings, PREDICT)
-        files = tf.data.Dataset.list_files(file_pattern, shuffle=False)
-        records = files.interleave(tf.data.TFRecordDataset, cycle_length=1)
-        if config.eval.num_images > 0:
-            records = records.take(config.eval.num_images)
+        records = prediction_records(file_pattern, limit)
         images = records.map(lambda record: _prediction_features(*parser(record)),
                              num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         blank = {

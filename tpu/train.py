@@ -1,8 +1,10 @@
 """Trains, evaluates and exports Attribute-Mask R-CNN with TPUEstimator.
 
-  python -m tpu.train --mode train|eval|train_and_eval|export --config PRESET_OR_YAML
+  python -m tpu.train --mode train|eval|train_and_eval|export|predict --config PRESET_OR_YAML
       [--override k=v ...] --model_dir DIR --train_file_pattern GLOB
       [--eval_file_pattern GLOB --eval_annotations_file JSON]
+      [--predict_file_pattern GLOB --output PREFIX [--overwrite] [--min_score_threshold 0.05]
+       [--attributes full|ids|top_k=K]]
       [--tpu NAME --tpu_zone Z --gcp_project P --num_cores 8 --iterations_per_loop N]
       [--init_checkpoint PATH --skip_variables_regex RE] [--stop_tpu_when_done VM.json] [--dry_run]
 
@@ -10,6 +12,7 @@ Without --tpu it runs on CPU/GPU (use_tpu=False). See README "Training".
 """
 import argparse
 import contextlib
+import dataclasses
 import logging
 import os
 import shlex
@@ -30,11 +33,12 @@ from model.evaluation.category_roles import OFFICIAL
 from model.export import export as export_saved_model
 from model.export import resolve_label_map
 from model.label_map import LabelMap
-from tpu import evaluation, model_dir as model_dir_files, record_errors, vm
+from model import detection_lines
+from tpu import evaluation, model_dir as model_dir_files, prediction, record_errors, vm
 from tpu.estimator import ClusterSettings, build_estimator, plan_lines
 from tpu.input_fn import predict_input_fn, train_input_fn
 
-MODES = ("train", "eval", "train_and_eval", "export")
+MODES = ("train", "eval", "train_and_eval", "export", "predict")
 
 
 class _OneLineErrors(argparse.ArgumentParser):
@@ -56,6 +60,17 @@ def build_flags() -> argparse.ArgumentParser:
     flags.add_argument("--train_file_pattern", help="training TFRecords from make_records")
     flags.add_argument("--eval_file_pattern", help="eval TFRecords from make_records")
     flags.add_argument("--eval_annotations_file", help="COCO JSON the eval records were made from")
+    flags.add_argument("--predict_file_pattern",
+                       help="predict: TFRecords from make_records (annotated or image-only)")
+    flags.add_argument("--output", help="predict: output prefix (local or gs://): writes "
+                                        "PREFIX-00000-of-00001.jsonl, predict's JSON Lines")
+    flags.add_argument("--overwrite", action="store_true",
+                       help="predict: replace the detection shards already under --output")
+    flags.add_argument("--min_score_threshold", type=float, default=0.05,
+                       help="predict: keep detections scoring at least this")
+    flags.add_argument("--attributes", type=detection_lines.parse_attribute_output,
+                       default=detection_lines.FULL, metavar="full|ids|top_k=K",
+                       help="predict: attribute fields per detection, as beam_pipelines.predict")
     flags.add_argument("--tpu", help="Cloud TPU name or grpc:// address; absent: CPU/GPU")
     flags.add_argument("--tpu_zone", help="the TPU's zone (default: from GCE metadata)")
     flags.add_argument("--gcp_project", help="the TPU's project (default: from GCE metadata)")
@@ -69,11 +84,13 @@ def build_flags() -> argparse.ArgumentParser:
     flags.add_argument("--skip_variables_regex", default="",
                        help="variables (names below the model scope) not to warm start, e.g. "
                             "'^(box_head|mask_head|attribute_head)/'")
-    flags.add_argument("--checkpoint", help="eval/export: this checkpoint instead of the latest")
+    flags.add_argument("--checkpoint",
+                       help="eval/export/predict: this checkpoint instead of the latest")
     flags.add_argument("--export_dir", help="export: SavedModel directory "
                                             "(default MODEL_DIR/export/STEP)")
     flags.add_argument("--attribute_threshold", type=float, default=0.5,
-                       help="eval: attribute probability counted as present")
+                       help="eval: attribute probability counted as present; predict: "
+                            "attribute_ids lists attributes with probability >= this")
     flags.add_argument("--fashionpedia_mode", choices=MODES_OF_FASHIONPEDIA_EVAL, default=OFFICIAL,
                        help="eval: AP_IoU+F1 as the official evaluator computes it, or corrected "
                             "(see README, Evaluation)")
@@ -108,8 +125,14 @@ def _needs_eval(args) -> bool:
     return args.mode in ("eval", "train_and_eval")
 
 
+def _needs_label_map(args) -> bool:
+    return _needs_eval(args) or args.mode == "predict"
+
+
 def _check_mode_flags(flags: argparse.ArgumentParser, args) -> None:
     """The flags the mode cannot run without."""
+    if args.mode == "predict" and not (args.predict_file_pattern and args.output):
+        flags.error("--mode predict needs --predict_file_pattern and --output")
     if _needs_train(args) and not args.train_file_pattern:
         flags.error(f"--mode {args.mode} needs --train_file_pattern")
     if _needs_eval(args) and not (args.eval_file_pattern and args.eval_annotations_file):
@@ -119,7 +142,9 @@ def _check_mode_flags(flags: argparse.ArgumentParser, args) -> None:
 def _record_patterns(args) -> List[tuple]:
     """(flag, pattern) of the records the mode reads."""
     return ([("--train_file_pattern", args.train_file_pattern)] if _needs_train(args) else []
-            ) + ([("--eval_file_pattern", args.eval_file_pattern)] if _needs_eval(args) else [])
+            ) + ([("--eval_file_pattern", args.eval_file_pattern)] if _needs_eval(args) else []
+                 ) + ([("--predict_file_pattern", args.predict_file_pattern)]
+                      if args.mode == "predict" else [])
 
 
 def _check_input_files(flags: argparse.ArgumentParser, args) -> dict:
@@ -138,6 +163,11 @@ def _check_input_files(flags: argparse.ArgumentParser, args) -> dict:
     if _needs_eval(args):
         if not tf.io.gfile.exists(args.eval_annotations_file):
             flags.error(f"--eval_annotations_file {args.eval_annotations_file} does not exist")
+    if args.mode == "predict":
+        earlier = prediction.earlier_outputs(args.output)
+        if earlier and not args.overwrite:
+            flags.error(f"--output {args.output} holds {len(earlier)} detection shard(s) of an "
+                        f"earlier run, e.g. {earlier[0]}: pass --overwrite or another prefix")
     return matched
 
 
@@ -194,6 +224,24 @@ def run_eval(estimator, config, args, checkpoint: str) -> dict:
         line += f" attribute F1 {metrics['attribute_f1']:.4f}"
     print(line)
     return metrics
+
+
+def run_predict(estimator, label_map: LabelMap, config, args, checkpoint: str) -> dict:
+    """Predicts every record of --predict_file_pattern and writes predict's JSON Lines."""
+    attributes = args.attributes
+    if attributes.mode == "top_k":
+        attributes = dataclasses.replace(
+            attributes, defined_ids=tuple(attribute.id for attribute in label_map.attributes))
+    # Read before the estimator starts: its generator holds a finalized graph as default.
+    keys = list(prediction.record_keys(args.predict_file_pattern))
+    predictions = estimator.predict(predict_input_fn(config, args.predict_file_pattern, 0),
+                                    checkpoint_path=checkpoint, yield_single_examples=True)
+    prediction.remove(prediction.earlier_outputs(args.output))
+    counts = prediction.write_predictions(predictions, keys, args.output, args.min_score_threshold,
+                                          args.attribute_threshold, attributes)
+    print(f"detections: {prediction.shard_path(args.output)} (from {checkpoint})")
+    print(" ".join(f"{name}={value}" for name, value in counts.items()))
+    return counts
 
 
 def run_export(config, args, checkpoint: str) -> str:
@@ -317,7 +365,7 @@ def run_mode(flags: argparse.ArgumentParser, config: ExperimentConfig, args,
         run_export(config, args, _checkpoint(args))
         return
     label_map = None
-    if _needs_eval(args):
+    if _needs_label_map(args):
         try:
             label_map = label_map_for_predictions(config, args)
         except ValueError as error:  # LabelMapError, LabelMapMismatch
@@ -331,6 +379,9 @@ def run_mode(flags: argparse.ArgumentParser, config: ExperimentConfig, args,
     elif args.mode == "eval":
         with _data_errors(flags, "--eval_file_pattern", args.eval_file_pattern):
             run_eval(estimator, config, args, _checkpoint(args))
+    elif args.mode == "predict":
+        with _data_errors(flags, "--predict_file_pattern", args.predict_file_pattern):
+            run_predict(estimator, label_map, config, args, _checkpoint(args))
     else:
         train_and_eval(flags, estimator, config, args)
 

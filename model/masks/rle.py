@@ -9,7 +9,7 @@ COCO RLE runs go through the image column by column (Fortran order),
 alternating 0s and 1s and starting with a run of 0s (possibly empty).
 """
 import dataclasses
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
 import numpy as np
 from pycocotools import mask as coco_mask
@@ -22,14 +22,17 @@ from model.masks.runs import image_runs
 class EncodedMask:
     """One detection's mask: COCO RLE plus its scores.
 
-    ``rle``: {"size": [H, W], "counts": str}. ``area``: pixels on.
-    ``mean_score``: mean probability over those pixels (0 when none).
-    ``area_fraction``: ``area`` / pixels of the box inside the image (0 when none).
+    At image resolution: ``rle`` {"size": [H, W], "counts": str}; ``area``, the pixels
+    on; ``pixel_mean_score``, their mean probability (0 when none).
+    On the model's M x M grid (the definitions of the system this package replaces):
+    ``mean_score``, the mean probability of the cells > the threshold, and
+    ``area_fraction``, their number / (M * M); both 0 when no cell is over.
     """
     rle: Dict[str, Any]
     area: int
     mean_score: float
     area_fraction: float
+    pixel_mean_score: float
 
 
 def _compress(run_lengths: np.ndarray, height: int, width: int) -> Dict[str, Any]:
@@ -38,18 +41,29 @@ def _compress(run_lengths: np.ndarray, height: int, width: int) -> Dict[str, Any
     return {"size": [height, width], "counts": compressed["counts"].decode("ascii")}
 
 
+def grid_scores(mask_probs: np.ndarray, threshold: float = 0.5) -> Tuple[np.ndarray, np.ndarray]:
+    """(mean probability of the cells > threshold, their number / (M * M)), float64[N] each,
+    of mask grids float32[N, M, M]; both 0 for a grid without such a cell."""
+    on = mask_probs > threshold
+    count = on.sum(axis=(1, 2))
+    total = np.where(on, mask_probs, 0.0).sum(axis=(1, 2), dtype=np.float64)
+    mean = np.divide(total, count, out=np.zeros(len(count)), where=count > 0)
+    return mean, count / (mask_probs.shape[1] * mask_probs.shape[2])
+
+
 def encode_masks_with_scores(mask_probs: np.ndarray, boxes: np.ndarray, image_height: int,
                              image_width: int, threshold: float = 0.5) -> List[EncodedMask]:
     """EncodedMask per detection (empty masks included), same arguments as paste_masks."""
     mask_probs, boxes = check_inputs(mask_probs, boxes, threshold)
     found = image_runs(mask_probs, boxes, image_height, image_width, threshold)
+    grid_means, grid_fractions = grid_scores(mask_probs, threshold)
     encoded = []
-    for runs, area, probability_sum, box_pixels in zip(
+    for runs, area, probability_sum, grid_mean, grid_fraction in zip(
             found.runs, found.area.tolist(), found.probability_sum.tolist(),
-            found.box_pixels.tolist()):
+            grid_means.tolist(), grid_fractions.tolist()):
         encoded.append(EncodedMask(_compress(runs, image_height, image_width), area,
-                                   probability_sum / area if area else 0.0,
-                                   area / box_pixels if box_pixels else 0.0))
+                                   grid_mean, grid_fraction,
+                                   probability_sum / area if area else 0.0))
     return encoded
 
 
