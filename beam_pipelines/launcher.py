@@ -62,13 +62,17 @@ def report(outputs: Sequence[Tuple[str, str]], counters: Dict[str, int],
     print(summary_line(counters, summary_names), flush=True)
 
 
+class InputError(ValueError):
+    """An input flag names nothing the job can read (no file matches, a missing list)."""
+
+
 def main(run: Callable[[], object], expected_errors: Tuple[Type[Exception], ...]) -> None:
     """Runs ``run()`` with INFO logging; an expected error prints ``error: <message>`` and
     exits with status 2."""
     logging.getLogger().setLevel(logging.INFO)
     try:
         run()
-    except expected_errors as exc:
+    except (InputError,) + tuple(expected_errors) as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
     except JobFailed as exc:

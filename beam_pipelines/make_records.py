@@ -69,7 +69,10 @@ def parse_args(argv: Optional[Sequence[str]]) -> Tuple[argparse.Namespace, List[
                         help="An image whose images entry or file is larger (width x height) "
                              "fails with image_too_large, before it is decoded.")
     launcher.add_outcome_flags(parser)
-    return parser.parse_known_args(argv)
+    args, beam_args = parser.parse_known_args(argv)
+    if args.num_shards < 1 or args.json_elements_per_range < 1 or args.max_image_pixels < 1:
+        parser.error("--num_shards, --json_elements_per_range and --max_image_pixels must be >= 1")
+    return args, beam_args
 
 
 def _write_outputs(records, errors: tuple, prefix: str, num_shards: int) -> None:
@@ -146,8 +149,6 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -
     job failed as a whole.
     """
     args, beam_args = parse_args(argv)
-    if args.num_shards < 1 or args.json_elements_per_range < 1 or args.max_image_pixels < 1:
-        raise SystemExit("--num_shards, --json_elements_per_range and --max_image_pixels must be >= 1")
     earlier = output_prefix.check(OUTPUTS, args.output_file_prefix, args.overwrite)
     with_annotations = args.object_annotations_file is not None
     source = image_paths.image_source(args.image_dir)
@@ -161,7 +162,7 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -
         build = functools.partial(build_annotated, args=args, summary=summary, source=source)
     else:
         if not FileSystems.match([source.pattern], limits=[1])[0].metadata_list:  # one is enough
-            raise SystemExit(f"no file matches --image_dir {args.image_dir} ({source.pattern})")
+            raise launcher.InputError(f"no file matches --image_dir {args.image_dir} ({source.pattern})")
         output_prefix.remove(earlier)
         build = functools.partial(build_image_only, args=args, source=source)
     result = launcher.run_to_completion(beam_args, save_main_session, build)

@@ -186,16 +186,16 @@ def build(pipeline: beam.Pipeline, args: argparse.Namespace, handler: KeyedModel
 def _check_inputs_exist(args: argparse.Namespace) -> None:
     if args.images_manifest:
         if not FileSystems.exists(args.images_manifest):
-            raise SystemExit(f"error: --images_manifest {args.images_manifest} does not exist")
+            raise launcher.InputError(f"--images_manifest {args.images_manifest} does not exist")
         if args.images and not image_paths.image_source(args.images).directory:
-            raise SystemExit(f"error: with --images_manifest, --images is the directory the listed "
+            raise launcher.InputError(f"with --images_manifest, --images is the directory the listed "
                              f"paths are below, not a glob: {args.images}")
         return
     pattern = image_paths.glob_and_root(args.images)[0] if args.images else args.tfrecords
     # One match is enough to know the input exists: no listing of millions of objects.
     if not FileSystems.match([pattern], limits=[1])[0].metadata_list:
         flag = "--images" if args.images else "--tfrecords"
-        raise SystemExit(f"error: no file matches {flag} {args.images or args.tfrecords} ({pattern})")
+        raise launcher.InputError(f"no file matches {flag} {args.images or args.tfrecords} ({pattern})")
 
 
 def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -> Dict[str, int]:

@@ -7,7 +7,7 @@ scheme, registered like any Beam filesystem plugin; it records the limits each m
 import pytest
 from apache_beam.io.localfilesystem import LocalFileSystem
 
-from beam_pipelines import make_records, predict
+from beam_pipelines import launcher, make_records, predict
 
 SCHEME = "limitrecordingfs"
 
@@ -49,7 +49,7 @@ def test_make_records_matches_at_most_one_file(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     LimitRecordingFileSystem.limits_asked.clear()
-    with pytest.raises(SystemExit, match="no file matches --image_dir"):
+    with pytest.raises(launcher.InputError, match="no file matches --image_dir"):
         make_records.run(["--image_dir", f"{SCHEME}://{empty}/*.jpg",
                           "--output_file_prefix", str(tmp_path / "records")])
     _assert_every_match_bounded()

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from beam_pipelines import launcher
 from beam_pipelines.coco_scan import AnnotationFileError
 from model.dataset.image_ids import image_id_from_path
 from model.synthetic.generate import SyntheticConfig, generate_split
@@ -207,7 +208,7 @@ def test_image_only_glob_keeps_paths_relative_to_the_fixed_part(tmp_path):
 
 
 def test_no_matching_image_is_a_clear_error(tmp_path):
-    with pytest.raises(SystemExit, match="no file matches"):
+    with pytest.raises(launcher.InputError, match="no file matches"):
         run_make_records("--image_dir", str(tmp_path / "empty" / "*.jpg"),
                          "--output_file_prefix", str(tmp_path / "x"))
 

@@ -12,6 +12,7 @@ import tensorflow as tf
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 from PIL import Image
 
+from beam_pipelines import launcher
 from beam_pipelines.inference_handlers import InferenceFailed, RetrySingly
 from beam_pipelines.predict_outputs import detection_id
 from beam_pipelines.saved_model_check import ModelError
@@ -156,7 +157,7 @@ def test_wrong_models_are_named(tiny_model, tmp_path):
     (not_saved_model / "saved_model.pb").write_bytes(b"\x00garbage")
     with pytest.raises(ModelError, match="not a SavedModel"):
         run_predict("--model", str(not_saved_model), "--images", images, "--output", images + "/o")
-    with pytest.raises(SystemExit, match="no file matches --images"):
+    with pytest.raises(launcher.InputError, match="no file matches --images"):
         run_predict("--model", tiny_model, "--images", str(tmp_path / "none" / "*.jpg"),
                     "--output", images + "/o")
 

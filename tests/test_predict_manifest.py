@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from beam_pipelines import predict
+from beam_pipelines import launcher, predict
 from beam_pipelines.predict_inputs import manifest_path, manifest_root
 from model.dataset.image_ids import image_id_from_path
 from tests.dataflow_jobs import anonymous_gcs
@@ -109,10 +109,10 @@ def test_manifest_lines_and_root():
 
 
 def test_missing_manifest_stops_the_launcher(tiny_model, tmp_path):
-    with pytest.raises(SystemExit) as stopped:
+    with pytest.raises(launcher.InputError) as stopped:
         predict.run(["--model", tiny_model, "--output", str(tmp_path / "o"),
                      "--images_manifest", str(tmp_path / "list.txt")])
-    assert str(stopped.value) == f"error: --images_manifest {tmp_path / 'list.txt'} does not exist"
+    assert str(stopped.value) == f"--images_manifest {tmp_path / 'list.txt'} does not exist"
 
 
 @pytest.mark.parametrize("argv", [
@@ -131,5 +131,5 @@ def test_manifest_root_must_be_a_directory(tmp_path):
     manifest.write_text("a.jpg\n")
     args, _ = predict.parse_args(["--model", "m", "--output", "o", "--images_manifest",
                                   str(manifest), "--images", f"{tmp_path}/*.jpg"])
-    with pytest.raises(SystemExit, match="--images is the directory the listed paths are below"):
+    with pytest.raises(launcher.InputError, match="--images is the directory the listed paths are below"):
         predict._check_inputs_exist(args)
