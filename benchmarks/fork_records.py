@@ -76,8 +76,10 @@ def main(argv=None) -> None:
         json_path = generate_split(work, "train", NUM_IMAGES, SYNTHETIC)
         run_tool(fork, tf_models, json_path, os.path.join(work, "train"),
                  os.path.join(work, "records", "train"), NUM_SHARDS)
-        if os.path.isdir(args.output):
-            shutil.rmtree(args.output)
+        # Replace what an earlier run wrote; the folder's README stays.
+        shutil.rmtree(os.path.join(args.output, "images"), ignore_errors=True)
+        for old in glob.glob(os.path.join(args.output, "train*")):
+            os.remove(old)
         os.makedirs(os.path.join(args.output, "images"))
         shutil.copy(json_path, os.path.join(args.output, "train.json"))
         for image in sorted(glob.glob(os.path.join(work, "train", "*"))):
