@@ -12,7 +12,8 @@ other way round. Conventions:
 * ``image/object/attributes/labels``: one bytes value holding
   ``bool[num_objects, num_attributes]`` row-major, where ``num_attributes`` is the
   largest attribute id + 1 (341 for Fashionpedia 2020). It is not stored in the
-  record; the decoder takes it from the label map.
+  record; the decoder takes it from the label map, and a record with another number of
+  bytes than objects x num_attributes fails decoding (``ATTRIBUTES_SIZE``).
 """
 import hashlib
 from typing import Dict, Optional, Sequence
@@ -37,6 +38,10 @@ IS_CROWD = "image/object/is_crowd"
 AREA = "image/object/area"
 MASK = "image/object/mask"
 ATTRIBUTES = "image/object/attributes/labels"
+# The first words of the error a record whose attribute bytes are not
+# num_objects x num_attributes raises (another attribute count, or rows that do not
+# match the objects).
+ATTRIBUTES_SIZE = "attribute rows do not match the objects"
 
 
 def _bytes(values: Sequence[bytes]) -> tf.train.Feature:
@@ -188,17 +193,30 @@ class RecordDecoder:
             "groundtruth_classes": classes,
             "groundtruth_is_crowd": is_crowd,
             "groundtruth_area": dense[AREA],
-            "groundtruth_attributes": self._decode_attributes(dense[ATTRIBUTES], num_objects),
+            "groundtruth_attributes": self._decode_attributes(dense[ATTRIBUTES], num_objects,
+                                                             dense[SOURCE_ID]),
         }
         if self._include_masks:
             decoded["groundtruth_instance_masks"] = self._decode_masks(
                 dense[MASK], shape[0], shape[1])
         return decoded
 
-    def _decode_attributes(self, raw: tf.Tensor, num_objects: tf.Tensor) -> tf.Tensor:
+    def _decode_attributes(self, raw: tf.Tensor, num_objects: tf.Tensor,
+                           source_id: tf.Tensor) -> tf.Tensor:
+        if not self._num_attributes:  # a model without attributes ignores stored ones
+            return tf.zeros([num_objects, 0], tf.bool)
+
         def from_bytes():
             flat = tf.io.decode_raw(raw, tf.uint8)
-            return tf.reshape(flat > 0, [num_objects, self._num_attributes])
+            expected = tf.cast(num_objects, tf.int64) * self._num_attributes
+            check = tf.debugging.Assert(
+                tf.equal(tf.size(flat, out_type=tf.int64), expected),
+                [f"{ATTRIBUTES_SIZE}: image/source_id", source_id, "has",
+                 tf.size(flat), "attribute bytes for", num_objects,
+                 f"objects, not objects x {self._num_attributes} "
+                 "(the label map's attribute slots)"])
+            with tf.control_dependencies([check]):
+                return tf.reshape(flat > 0, [num_objects, self._num_attributes])
 
         return tf.cond(
             tf.strings.length(raw) > 0,

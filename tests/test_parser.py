@@ -196,3 +196,18 @@ def test_dataset_batches_with_static_shapes_and_rejects_bad_sizes(synthetic_reco
     assert labels["gt_attributes"].shape == (4, 5, label_map.num_attributes)
     with pytest.raises(ValueError, match="multiple of"):
         Parser(ParserSettings(output_size=(100, 128), max_level=5), EVAL)
+
+
+def test_category_ids_map_to_classes_and_an_unknown_id_fails_naming_the_record():
+    from model.data.parser import UNKNOWN_CATEGORY, classes_of_category_ids
+    known = (0, 3, 17, 40)  # non-contiguous, starting at 0 as Fashionpedia's do
+    classes = classes_of_category_ids(tf.constant([40, 0, 17, 3, 0], tf.int64), known,
+                                      tf.constant("12"))
+    np.testing.assert_array_equal(classes.numpy(), [4, 1, 3, 2, 1])
+    assert classes_of_category_ids(tf.zeros([0], tf.int64), known, tf.constant("1")).shape == (0,)
+    for unknown in ([40, 4], [-1], [41]):
+        with pytest.raises(tf.errors.InvalidArgumentError, match=UNKNOWN_CATEGORY) as error:
+            classes_of_category_ids(tf.constant(unknown, tf.int64), known, tf.constant("12"))
+        assert "b'12'" in error.value.message
+    with pytest.raises(ValueError, match="ascending"):
+        Parser(ParserSettings(category_ids=(3, 0)), EVAL)

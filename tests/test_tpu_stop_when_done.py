@@ -36,8 +36,8 @@ def empty_shard(tmp_path):
 def test_dry_run_plan_shows_the_stop_command_and_runs_nothing(tmp_path, capsys, gcloud,
                                                                empty_shard):
     train.main(["--config", "tiny", "--model_dir", str(tmp_path / "model"), "--dry_run",
-                "--train_file_pattern", empty_shard, "--tpu", "fashion-v4", "--override",
-                "train.batch_size=8",
+                "--train_file_pattern", empty_shard, "--label_format", "model_class",
+                "--tpu", "fashion-v4", "--override", "train.batch_size=8",
                 "--stop_tpu_when_done", write_config(tmp_path, BASE)])
     lines = capsys.readouterr().out.splitlines()
     assert lines[-1] == "when done (or failed): " + shlex.join(_stop_argv(gcloud.path))

@@ -365,13 +365,14 @@ def _record_starts(path):
 
 
 def _copy_with_damaged_shard(dataset, directory, damage):
-    """The dataset's shards copied to ``directory``, the second one damaged by ``damage``
-    (truncated / appended / partial_header / data_byte / empty); returns the copies' pattern,
-    the damaged shard and the byte offset of its fault."""
+    """The dataset's shards and label map copied to ``directory``, the second shard damaged by
+    ``damage`` (truncated / appended / partial_header / data_byte / empty); returns the
+    copies' pattern, the damaged shard and the byte offset of its fault."""
     os.makedirs(directory)
     shards = sorted(glob.glob(dataset["pattern"]))
     for shard in shards:
         shutil.copy(shard, directory)
+    shutil.copy(dataset["pattern"].replace("-*.tfrecord", "-labels.json"), directory)
     damaged = os.path.join(directory, os.path.basename(shards[1]))
     starts = _record_starts(damaged)
     with open(damaged, "rb") as stream:

@@ -9,7 +9,7 @@ tail; ``tpu.evaluation`` drops them).
 input v2), the whole batch elsewhere.
 """
 import dataclasses
-from typing import Optional
+from typing import Optional, Tuple
 
 import tensorflow as tf
 
@@ -21,8 +21,12 @@ FEATURE_KEYS = ("images", "image_info")
 PADDING_SOURCE_ID = -1
 
 
-def train_input_fn(config: ExperimentConfig, file_pattern: str):
-    settings = ParserSettings.from_experiment(config)
+def train_input_fn(config: ExperimentConfig, file_pattern: str,
+                   category_ids: Tuple[int, ...] = ()):
+    """``category_ids``: empty when the records' labels are model classes; else the label
+    map's category ids, ascending, that the records' labels are mapped through."""
+    settings = dataclasses.replace(ParserSettings.from_experiment(config),
+                                   category_ids=tuple(category_ids))
 
     def input_fn(params):
         dataset = make_dataset(file_pattern, Parser(settings, TRAIN), params["batch_size"],

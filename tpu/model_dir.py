@@ -10,7 +10,8 @@
 - ``labels.json``: the label map make_records wrote next to the training
   records (``PREFIX-labels.json``; names in ``model.dataset.record_files``), so
   exports and evaluations of any checkpoint here map model classes back to the
-  dataset's category and attribute ids.
+  dataset's category and attribute ids. With ``--label_map`` the label map given there
+  is written instead (in the ``PREFIX-labels.json`` form: ``write_label_map``).
 """
 import os
 import re
@@ -94,3 +95,19 @@ def copy_label_map(source: str, model_dir: str, config: ExperimentConfig) -> Lab
     tf.io.gfile.makedirs(model_dir)
     tf.io.gfile.copy(source, target)
     return label_map
+
+
+def write_label_map(label_map: LabelMap, model_dir: str, source: str) -> None:
+    """Writes the label map read from ``source`` (checked against the config by the
+    caller) as model_dir's labels.json, or checks that the one already there is the same
+    label map. Raises ModelDirError."""
+    target = os.path.join(model_dir, record_files.LABELS_FILE)
+    if tf.io.gfile.exists(target):
+        with tf.io.gfile.GFile(target) as stream:
+            if LabelMap.loads(stream.read()) != label_map:
+                raise ModelDirError(f"{target} differs from {source}: this model_dir was "
+                                    "trained with another label map")
+        return
+    tf.io.gfile.makedirs(model_dir)
+    with tf.io.gfile.GFile(target, "w") as stream:
+        stream.write(label_map.dumps())

@@ -4,12 +4,23 @@ The launcher's framing check (``model.dataset.tfrecord_framing``) refuses trunca
 shards before anything starts, but it reads only the record headers (of a remote file, only its
 ends): a record whose data checksum fails, or a shard garbled in the middle on GCS, is met by
 TensorFlow mid-run, as a ``DataLossError`` that names an offset and no file.
+
+Records whose contents do not fit the label map fail the input pipeline with an assertion
+(``model.data.parser.UNKNOWN_CATEGORY``: a category id the label map lacks;
+``model.record_schema.ATTRIBUTES_SIZE``: attribute bytes that are not objects x attributes);
+those become one line naming the record's source_id.
 """
+import re
 from typing import List, Optional
 
 import tensorflow as tf
 
+from model.data.parser import UNKNOWN_CATEGORY
 from model.dataset import tfrecord_framing
+from model.record_schema import ATTRIBUTES_SIZE
+
+# An assertion's message: "assertion failed: [first words: image/source_id] [ID] [...] ...".
+_ASSERTION = re.compile(r"assertion failed: \[([^\]]*)\] \[([^\]]*)\]((?: \[[^\]]*\])*)")
 
 
 def is_data_error(error: BaseException) -> bool:
@@ -42,10 +53,30 @@ def locate(files: List[str]) -> Optional[str]:
     return None
 
 
+def content_error(error: BaseException) -> Optional[str]:
+    """What a record's label-map assertion (unknown category id, attribute size) says, as
+    "record with image/source_id ID has ...: WHAT"; None for any other error."""
+    if not isinstance(error, tf.errors.InvalidArgumentError):
+        return None
+    message = str(error.message)
+    if UNKNOWN_CATEGORY not in message and ATTRIBUTES_SIZE not in message:
+        return None
+    match = _ASSERTION.search(message)
+    if not match:
+        return tf_message(error)
+    head, source_id, rest = match.groups()
+    details = " ".join(part.strip("[]") for part in re.findall(r"\[[^\]]*\]", rest))
+    return f"record with image/source_id {source_id} {details}: {head.split(':')[0]}"
+
+
 def one_line(error: BaseException, flag: str, pattern: str) -> Optional[str]:
     """The one-line report of a data error met reading ``pattern`` (given as ``flag``): the
     file and byte offset when the files matched locate it, else TensorFlow's message and how
-    to find the file. None for an error that is not a data error."""
+    to find the file; for a record that does not fit the label map, which record and why.
+    None for an error that is not a data error."""
+    content = content_error(error)
+    if content:
+        return f"{flag} {pattern}: {content}"
     if not is_data_error(error):
         return None
     found = locate(sorted(tf.io.gfile.glob(pattern)))

@@ -7,12 +7,14 @@
        [--attributes full|ids|top_k=K]]
       [--tpu NAME --tpu_zone Z --gcp_project P --num_cores 8 --iterations_per_loop N]
       [--init_checkpoint PATH --skip_variables_regex RE] [--stop_tpu_when_done VM.json] [--dry_run]
+      [--label_map JSON --label_format auto|category_id|model_class]
 
 Without --tpu it runs on CPU/GPU (use_tpu=False). See README "Training".
 """
 import argparse
 import contextlib
 import dataclasses
+import json
 import logging
 import os
 import shlex
@@ -22,7 +24,7 @@ import sys
 # Grappler's cost model warns on every CropAndResize of every graph it builds; keep
 # TensorFlow's C++ warnings out of the job's log unless the user asks for them.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import tensorflow as tf
 
@@ -32,13 +34,16 @@ from model.evaluation.category_roles import MODES as MODES_OF_FASHIONPEDIA_EVAL
 from model.evaluation.category_roles import OFFICIAL
 from model.export import export as export_saved_model
 from model.export import resolve_label_map
-from model.label_map import LabelMap
+from model.label_map import LabelMap, LabelMapError
 from model import detection_lines
 from tpu import evaluation, model_dir as model_dir_files, prediction, record_errors, vm
 from tpu.estimator import ClusterSettings, build_estimator, plan_lines
 from tpu.input_fn import predict_input_fn, train_input_fn
 
 MODES = ("train", "eval", "train_and_eval", "export", "predict")
+# What the training records' image/object/class/label holds (see resolve_record_labels).
+AUTO, CATEGORY_ID, MODEL_CLASS = "auto", "category_id", "model_class"
+LABEL_FORMATS = (AUTO, CATEGORY_ID, MODEL_CLASS)
 
 
 class _OneLineErrors(argparse.ArgumentParser):
@@ -97,6 +102,15 @@ def build_flags() -> argparse.ArgumentParser:
     flags.add_argument("--stop_tpu_when_done", metavar="VM_CONFIG",
                        help="stop this TPU VM (python -m tpu.vm config) when the run ends, "
                             "done or failed; gcloud from $%s or PATH" % vm.GCLOUD_ENV)
+    flags.add_argument("--label_map", metavar="JSON",
+                       help="the dataset's categories (and attributes): a make_records "
+                            "PREFIX-labels.json or a COCO/Fashionpedia JSON; needed for records "
+                            "with no PREFIX-labels.json beside them (create_coco_tf_record.py's)")
+    flags.add_argument("--label_format", choices=LABEL_FORMATS, default=AUTO,
+                       help="what the training records' image/object/class/label holds: "
+                            "dataset category ids (mapped to model classes through --label_map) "
+                            "or model classes 1..N. auto: model_class with a PREFIX-labels.json "
+                            "beside the records, else category_id with --label_map, else refused")
     flags.add_argument("--dry_run", action="store_true",
                        help="print the resolved config and the plan, touch nothing, exit")
     return flags
@@ -187,6 +201,111 @@ def _check_inputs(flags: argparse.ArgumentParser, args) -> None:
         flags.error(f"a TPU cannot write --model_dir {args.model_dir}: use a gs:// path")
 
 
+@dataclasses.dataclass(frozen=True)
+class RecordLabels:
+    """How the run reads the training records' labels and which label map model_dir keeps.
+
+    category_ids: empty when the records hold model classes; else the label map's category
+      ids (ascending) the records' labels are mapped through (``model.data.parser``).
+    label_map, source: the --label_map given, and its path, to write to model_dir.
+    labels_file: the records' PREFIX-labels.json, to copy to model_dir.
+    """
+    category_ids: Tuple[int, ...] = ()
+    label_map: Optional[LabelMap] = None
+    source: Optional[str] = None
+    labels_file: Optional[str] = None
+
+    def describe(self) -> str:
+        if self.category_ids:
+            return (f"labels: dataset category ids -> model classes 1..{len(self.category_ids)} "
+                    f"through --label_map {self.source}")
+        kept = self.labels_file or self.source
+        return ("labels: model classes; label map " +
+                (kept if kept else "none (exports and evaluations use identity ids)"))
+
+
+def read_label_map_flag(flags: argparse.ArgumentParser, args,
+                        config: ExperimentConfig) -> Optional[LabelMap]:
+    """The --label_map, checked against the model's class and attribute counts; None without
+    the flag. A missing or unreadable file, or one without categories, ends the run with one
+    line."""
+    path = args.label_map
+    if not path:
+        return None
+    if not tf.io.gfile.exists(path):
+        flags.error(f"--label_map {path} does not exist")
+    try:
+        with tf.io.gfile.GFile(path) as stream:
+            label_map = LabelMap.loads(stream.read())
+    except json.JSONDecodeError as error:
+        flags.error(f"--label_map {path} is not JSON: {error}")
+    except KeyError as error:
+        flags.error(f"--label_map {path} has no {error} list")
+    except (LabelMapError, TypeError) as error:
+        flags.error(f"--label_map {path} is not a label map: {error}")
+    try:
+        record_files.check_label_map(label_map, config.model, f"--label_map {path}")
+    except record_files.LabelMapMismatch as error:
+        flags.error(str(error))
+    return label_map
+
+
+def resolve_record_labels(flags: argparse.ArgumentParser, args,
+                          config: ExperimentConfig) -> RecordLabels:
+    """Decides what the training records' labels are (--label_format, see README "Records of
+    other tools"): make_records' records, with PREFIX-labels.json beside them, hold model
+    classes; records without one (the TensorFlow tools' create_coco_tf_record.py writes the
+    JSON's category_id and no label map) need --label_map and are read as category ids, or
+    --label_format model_class; without either the run is refused with one line. A --label_map
+    that differs from the records' PREFIX-labels.json or from model_dir's labels.json is
+    refused too."""
+    given = read_label_map_flag(flags, args, config)
+    if given is not None:
+        _check_against(flags, given, args.label_map,
+                       os.path.join(args.model_dir, record_files.LABELS_FILE),
+                       "the label map this model_dir was trained with")
+    if not _needs_train(args):
+        return RecordLabels(label_map=given, source=args.label_map)
+    pattern = args.train_file_pattern
+    beside = record_files.labels_file_for(pattern)
+    label_format = args.label_format
+    if label_format == AUTO:
+        label_format = MODEL_CLASS if beside else CATEGORY_ID if given is not None else None
+    if label_format is None:
+        flags.error(f"--train_file_pattern {pattern}: no PREFIX-labels.json beside these records, "
+                    "so their image/object/class/label may be dataset category ids (as "
+                    "create_coco_tf_record.py writes them): pass --label_map JSON with the "
+                    "dataset's categories, or --label_format model_class if they hold model "
+                    f"classes 1..{config.model.num_classes - 1}")
+    if label_format == CATEGORY_ID:
+        if given is None:
+            flags.error("--label_format category_id needs --label_map JSON, the categories the "
+                        "records' ids are mapped to model classes through")
+        if beside:
+            flags.error(f"--label_format category_id, but {beside} is beside "
+                        f"--train_file_pattern {pattern}: make_records' records hold model "
+                        "classes; leave --label_format out")
+        return RecordLabels(tuple(c.id for c in given.categories), given, args.label_map)
+    if beside and given is not None:
+        _check_against(flags, given, args.label_map, beside, "the label map of these records")
+        return RecordLabels(labels_file=beside)
+    return RecordLabels(label_map=given, source=args.label_map, labels_file=beside)
+
+
+def _check_against(flags: argparse.ArgumentParser, given: LabelMap, source: str, other: str,
+                   what: str) -> None:
+    """--label_map must be the label map in ``other`` when that file exists."""
+    if not tf.io.gfile.exists(other):
+        return
+    with tf.io.gfile.GFile(other) as stream:
+        try:
+            same = LabelMap.loads(stream.read()) == given
+        except (ValueError, KeyError, TypeError):
+            same = False
+    if not same:
+        flags.error(f"--label_map {source} differs from {other}, {what}")
+
+
 def _checkpoint(args) -> str:
     checkpoint = args.checkpoint or tf.train.latest_checkpoint(args.model_dir)
     if not checkpoint:
@@ -199,11 +318,11 @@ def _step_of(checkpoint: str) -> int:
 
 
 def label_map_for_predictions(config: ExperimentConfig, args) -> LabelMap:
-    """The label map the predictions of eval name categories and attributes with:
-    ``labels.json`` beside --checkpoint, else in model_dir (where training copied it), else
-    the identity (``model.export.resolve_label_map``)."""
+    """The label map the predictions of eval name categories and attributes with: --label_map,
+    else ``labels.json`` beside --checkpoint, else in model_dir (where training copied it),
+    else the identity (``model.export.resolve_label_map``)."""
     checkpoint_dir = os.path.dirname(args.checkpoint) if args.checkpoint else args.model_dir
-    label_map, source = resolve_label_map(config.model, None, checkpoint_dir)
+    label_map, source = resolve_label_map(config.model, args.label_map, checkpoint_dir)
     tf.get_logger().info("label map: %s", source)
     return label_map
 
@@ -246,7 +365,8 @@ def run_predict(estimator, label_map: LabelMap, config, args, checkpoint: str) -
 
 def run_export(config, args, checkpoint: str) -> str:
     output = args.export_dir or os.path.join(args.model_dir, "export", str(_step_of(checkpoint)))
-    source = export_saved_model(config.model, config.input.image_size, output, checkpoint)
+    source = export_saved_model(config.model, config.input.image_size, output, checkpoint,
+                                labels=args.label_map)
     print(f"SavedModel: {output} (from {checkpoint}, label map: {source})")
     return output
 
@@ -329,37 +449,44 @@ def stopping_tpu_when_done(command: Optional[List[str]]):
 
 
 def dry_run(flags: argparse.ArgumentParser, config: ExperimentConfig, args,
-            cluster: ClusterSettings, stop_command: Optional[List[str]] = None) -> None:
+            cluster: ClusterSettings, stop_command: Optional[List[str]] = None,
+            labels: Optional[RecordLabels] = None) -> None:
     """Prints the resolved config and the plan; touches nothing."""
     try:
         lines = plan_lines(config, args.model_dir, cluster, args.mode)
     except ValueError as error:
         flags.error(str(error))
+    if labels is not None and _needs_train(args):
+        lines.append(labels.describe())
     if stop_command:
         lines.append(f"when done (or failed): {shlex.join(stop_command)}")
     print("\n".join(lines))
 
 
-def prepare_model_dir(flags: argparse.ArgumentParser, config: ExperimentConfig, args) -> None:
+def prepare_model_dir(flags: argparse.ArgumentParser, config: ExperimentConfig, args,
+                      labels: RecordLabels) -> None:
     """Writes or checks model_dir/config.yaml and, when training, copies the records'
-    label map there (``tpu.model_dir``); a conflict ends the run with one line."""
+    label map (or writes --label_map) there (``tpu.model_dir``); a conflict ends the run
+    with one line."""
     try:
         note = model_dir_files.save_or_check_config(args.model_dir, config)
         if note:
             tf.get_logger().warning(note)
         if _needs_train(args):
-            labels = record_files.labels_file_for(args.train_file_pattern)
-            if labels:
-                model_dir_files.copy_label_map(labels, args.model_dir, config)
+            tf.get_logger().info(labels.describe())
+            if labels.labels_file:
+                model_dir_files.copy_label_map(labels.labels_file, args.model_dir, config)
+            elif labels.label_map is not None:
+                model_dir_files.write_label_map(labels.label_map, args.model_dir, labels.source)
             else:
-                tf.get_logger().warning("no PREFIX-labels.json next to %s: exports will use identity ids",
-                                args.train_file_pattern)
+                tf.get_logger().warning("no label map for %s (--label_format model_class): "
+                                        "exports will use identity ids", args.train_file_pattern)
     except ValueError as error:  # ModelDirError, LabelMapError, LabelMapMismatch
         flags.error(str(error))
 
 
 def run_mode(flags: argparse.ArgumentParser, config: ExperimentConfig, args,
-             cluster: ClusterSettings) -> None:
+             cluster: ClusterSettings, labels: RecordLabels = RecordLabels()) -> None:
     """export, or an estimator that trains, evaluates or alternates the two."""
     if args.mode == "export":
         run_export(config, args, _checkpoint(args))
@@ -374,7 +501,7 @@ def run_mode(flags: argparse.ArgumentParser, config: ExperimentConfig, args,
                                 args.skip_variables_regex, label_map)
     if args.mode == "train":
         with _data_errors(flags, "--train_file_pattern", args.train_file_pattern):
-            estimator.train(train_input_fn(config, args.train_file_pattern),
+            estimator.train(train_input_fn(config, args.train_file_pattern, labels.category_ids),
                             max_steps=config.train.total_steps)
     elif args.mode == "eval":
         with _data_errors(flags, "--eval_file_pattern", args.eval_file_pattern):
@@ -383,7 +510,7 @@ def run_mode(flags: argparse.ArgumentParser, config: ExperimentConfig, args,
         with _data_errors(flags, "--predict_file_pattern", args.predict_file_pattern):
             run_predict(estimator, label_map, config, args, _checkpoint(args))
     else:
-        train_and_eval(flags, estimator, config, args)
+        train_and_eval(flags, estimator, config, args, labels)
 
 
 @contextlib.contextmanager
@@ -400,14 +527,15 @@ def _data_errors(flags: argparse.ArgumentParser, flag: str, pattern: str):
 
 
 def train_and_eval(flags: argparse.ArgumentParser, estimator, config: ExperimentConfig,
-                   args) -> None:
+                   args, labels: RecordLabels = RecordLabels()) -> None:
     """Trains --steps_per_eval steps at a time up to train.total_steps, evaluating after each."""
     total = config.train.total_steps
     step = _current_step(args.model_dir)
     while step < total:
         step = min(step + args.steps_per_eval, total)
         with _data_errors(flags, "--train_file_pattern", args.train_file_pattern):
-            estimator.train(train_input_fn(config, args.train_file_pattern), max_steps=step)
+            estimator.train(train_input_fn(config, args.train_file_pattern, labels.category_ids),
+                            max_steps=step)
         with _data_errors(flags, "--eval_file_pattern", args.eval_file_pattern):
             run_eval(estimator, config, args, _checkpoint(args))
 
@@ -420,13 +548,14 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     cluster = cluster_settings(args)
     _check_flags(flags, args)
     stop_command = stop_when_done_command(flags, args)
+    labels = resolve_record_labels(flags, args, config)
     if args.dry_run:
-        dry_run(flags, config, args, cluster, stop_command)
+        dry_run(flags, config, args, cluster, stop_command, labels)
         return
     tf.get_logger().setLevel(logging.INFO)
     with stopping_tpu_when_done(stop_command):
-        prepare_model_dir(flags, config, args)
-        run_mode(flags, config, args, cluster)
+        prepare_model_dir(flags, config, args, labels)
+        run_mode(flags, config, args, cluster, labels)
 
 
 def _current_step(model_dir: str) -> int:

@@ -17,7 +17,11 @@ Output:
       the record's id is not decimal).
     num_instances: int32 [] valid instances before padding.
     gt_boxes: float32 [M, 4] [ymin, xmin, ymax, xmax] in output pixels, -1 padded.
-    gt_classes: int32 [M] model classes 1..N, -1 padded.
+    gt_classes: int32 [M] model classes 1..N, -1 padded. Records whose
+      ``image/object/class/label`` holds dataset category ids (the TensorFlow tools'
+      ``create_coco_tf_record.py`` writes the JSON's ``category_id``) are mapped to classes
+      through ``category_ids`` (the label map's ids in ascending order: class = position + 1);
+      an id not among them fails the input pipeline (``UNKNOWN_CATEGORY``).
     gt_is_crowd: bool [M] (crowd regions are to be ignored by matchers).
     gt_masks: float32 [M, S, S] 0/1 masks of each box, S = mask_crop_size.
     gt_attributes: float32 [M, num_attributes] multi-hot.
@@ -33,6 +37,8 @@ from model.dataset.image_ids import source_id_to_image_id
 from model.ops import box_ops
 from model.record_schema import RecordDecoder
 
+# The first words of the error a record with a category id outside the label map raises.
+UNKNOWN_CATEGORY = "category ids not in the label map"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 TRAIN, EVAL, PREDICT = "train", "eval", "predict"
@@ -51,6 +57,9 @@ class ParserSettings:
     include_masks: bool = True
     autoaugment_policy: str = "none"  # "none" or a policy of model.data.autoaugment
     apply_autoaugment_after_resizing: bool = True
+    # Empty: the records' labels are model classes. Else the records hold dataset category
+    # ids and these are the label map's ids, ascending (``LabelMap.categories``).
+    category_ids: Tuple[int, ...] = ()
 
     @classmethod
     def from_experiment(cls, config: ExperimentConfig) -> "ParserSettings":
@@ -79,6 +88,8 @@ class Parser:
         if any(side % stride for side in settings.output_size):
             raise ValueError(f"output_size {settings.output_size} must be a multiple of "
                              f"2**max_level = {stride}")
+        if list(settings.category_ids) != sorted(set(settings.category_ids)):
+            raise ValueError("category_ids must be distinct and ascending")
         self._settings = settings
         self._mode = mode
         self._decoder = RecordDecoder(settings.num_attributes, include_masks=settings.include_masks)
@@ -106,8 +117,11 @@ class Parser:
                                 tf.constant(settings.output_size, tf.float32))
         output_boxes = augment.clip_boxes(augment.boxes_to_output(boxes, image_info),
                                           *tf.unstack(valid_size))
+        classes = data["groundtruth_classes"]
+        if settings.category_ids:
+            classes = classes_of_category_ids(classes, settings.category_ids, data["source_id"])
         instances = _keep_nonempty(output_boxes, {
-            "classes": tf.cast(data["groundtruth_classes"], tf.int32),
+            "classes": tf.cast(classes, tf.int32),
             "is_crowd": data["groundtruth_is_crowd"],
             "attributes": tf.cast(data["groundtruth_attributes"], tf.float32),
             "masks": masks,
@@ -179,6 +193,22 @@ class Parser:
             box_ops.cell_centre_crop_boxes(normalised_boxes * frame, height, width, size),
             tf.range(tf.shape(masks)[0]), [size, size], method="bilinear")
         return tf.cast(crops[..., 0] >= 0.5, tf.float32)
+
+
+def classes_of_category_ids(labels: tf.Tensor, category_ids: Tuple[int, ...],
+                            source_id: tf.Tensor) -> tf.Tensor:
+    """Dataset category ids int64 [N] -> model classes int64 [N] (1 + the id's position in
+    the ascending ``category_ids``). An id that is not there raises InvalidArgumentError
+    starting with ``UNKNOWN_CATEGORY`` and naming the record's source_id and the ids."""
+    known = tf.constant(category_ids, tf.int64)
+    position = tf.searchsorted(known, labels, side="left", out_type=tf.int64)
+    found = tf.equal(tf.gather(known, tf.minimum(position, len(category_ids) - 1)), labels)
+    check = tf.debugging.Assert(
+        tf.reduce_all(found),
+        [f"{UNKNOWN_CATEGORY}: image/source_id", source_id, "has category ids",
+         tf.boolean_mask(labels, tf.logical_not(found))], summarize=20)
+    with tf.control_dependencies([check]):
+        return position + 1
 
 
 def _keep_nonempty(boxes: tf.Tensor, fields: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
