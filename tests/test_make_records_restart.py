@@ -123,6 +123,21 @@ def _kill_at(point, command, out, num_shards):
     return process.returncode
 
 
+def _running_in_group(pgid):
+    """Pids of the processes of group ``pgid`` that have not exited (zombies left out)."""
+    running = []
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as stream:
+                stat = stream.read()
+        except OSError:
+            continue
+        state, _, group = stat[stat.rfind(b")") + 2:].split()[:3]
+        if int(group) == pgid and state != b"Z":
+            running.append(int(entry))
+    return running
+
+
 def _kill_group(pgid):
     """Kills what is left of the group and waits until none of it runs (workers included)."""
     for _ in range(500):
@@ -130,8 +145,11 @@ def _kill_group(pgid):
             os.killpg(pgid, signal.SIGKILL)
         except ProcessLookupError:
             return
+        if not _running_in_group(pgid):
+            return
         time.sleep(0.01)
-    raise AssertionError(f"process group {pgid} still runs after SIGKILL")
+    raise AssertionError(f"process group {pgid} still runs after SIGKILL: "
+                         f"{_running_in_group(pgid)}")
 
 
 def _listing(out):
