@@ -36,6 +36,18 @@ def write_photos(directory: str, count: int, height: int, width: int) -> None:
         image.save(os.path.join(directory, f"{index:05d}.jpg"), quality=90)
 
 
+def export_model(output: str, preset: str, image_size=None) -> str:
+    """Exports ``preset`` with random weights keeping every detection (score threshold 0) to
+    ``output``, in a fresh process; returns ``output``."""
+    export = [sys.executable, "-m", "model.export", "--config", preset, "--output", output,
+              "--override", "model.postprocess.score_threshold=0.0"]
+    if image_size:
+        export += ["--image_size", str(image_size)]
+    subprocess.run(export, cwd=REPO, check=True, capture_output=True,
+                   env=dict(os.environ, PYTHONPATH=REPO))
+    return output
+
+
 def run_once(model: str, images: str, output: str, extra) -> dict:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
@@ -64,13 +76,7 @@ def main() -> None:
     counts = [int(c) for c in args.counts.split(",")]
     height, width = (int(v) for v in args.photo_size.split("x"))
     with tempfile.TemporaryDirectory() as work:
-        model = os.path.join(work, "model")
-        export = [sys.executable, "-m", "model.export", "--config", args.preset, "--output", model,
-                  "--override", "model.postprocess.score_threshold=0.0"]
-        if args.image_size:
-            export += ["--image_size", str(args.image_size)]
-        subprocess.run(export, cwd=REPO, check=True, capture_output=True,
-                       env=dict(os.environ, PYTHONPATH=REPO))
+        model = export_model(os.path.join(work, "model"), args.preset, args.image_size)
         runs = []
         for count in counts:
             images = os.path.join(work, f"images{count}")
