@@ -94,3 +94,28 @@ def test_labels_file_is_found_next_to_the_shards(tmp_path):
         (tmp_path / name).write_text("x")
     assert labels_file_for(str(tmp_path / "train-*.tfrecord")) == str(tmp_path / "train-labels.json")
     assert labels_file_for(str(tmp_path / "other-*.tfrecord")) is None
+
+
+def test_model_dir_keeps_one_label_map(tmp_path):
+    from model.config import load_config
+    from model.label_map import Attribute, Category, LabelMap
+    from tpu.model_dir import ModelDirError, copy_label_map, write_label_map
+    config = load_config("tiny")  # 7 classes with background, 82 attribute slots
+    categories = tuple(Category(i, f"c{i}") for i in range(6))
+    label_map = LabelMap(categories, (Attribute(81, "a81"),))
+    other = LabelMap(categories[:5] + (Category(9, "c9"),), (Attribute(81, "a81"),))
+    source = tmp_path / "train-labels.json"
+    source.write_text(label_map.dumps())
+    model_dir = str(tmp_path / "model")
+    assert copy_label_map(str(source), model_dir, config) == label_map
+    assert (tmp_path / "model" / "labels.json").read_text() == label_map.dumps()
+    assert copy_label_map(str(source), model_dir, config) == label_map  # the same: accepted
+    write_label_map(label_map, model_dir, "--label_map")
+    source.write_text(other.dumps())
+    with pytest.raises(ModelDirError, match="these records have another label map"):
+        copy_label_map(str(source), model_dir, config)
+    with pytest.raises(ModelDirError, match="trained with another label map"):
+        write_label_map(other, model_dir, "--label_map")
+    fresh = str(tmp_path / "fresh")
+    write_label_map(other, fresh, "--label_map")
+    assert LabelMap.loads((tmp_path / "fresh" / "labels.json").read_text()) == other

@@ -86,14 +86,10 @@ def copy_label_map(source: str, model_dir: str, config: ExperimentConfig) -> Lab
     already there is the same label map. Raises LabelMapMismatch or ModelDirError."""
     label_map = record_files.read_label_map(source, config.model)
     target = os.path.join(model_dir, record_files.LABELS_FILE)
-    if tf.io.gfile.exists(target):
-        with tf.io.gfile.GFile(target) as stream:
-            if LabelMap.loads(stream.read()) != label_map:
-                raise ModelDirError(f"{target} differs from {source}: these records have another "
-                                    "label map than the ones this model_dir was trained on")
-        return label_map
-    tf.io.gfile.makedirs(model_dir)
-    tf.io.gfile.copy(source, target)
+    if not _already_there(target, label_map, f"{target} differs from {source}: these records "
+                          "have another label map than the ones this model_dir was trained on"):
+        tf.io.gfile.makedirs(model_dir)
+        tf.io.gfile.copy(source, target)
     return label_map
 
 
@@ -102,12 +98,19 @@ def write_label_map(label_map: LabelMap, model_dir: str, source: str) -> None:
     caller) as model_dir's labels.json, or checks that the one already there is the same
     label map. Raises ModelDirError."""
     target = os.path.join(model_dir, record_files.LABELS_FILE)
-    if tf.io.gfile.exists(target):
-        with tf.io.gfile.GFile(target) as stream:
-            if LabelMap.loads(stream.read()) != label_map:
-                raise ModelDirError(f"{target} differs from {source}: this model_dir was "
-                                    "trained with another label map")
-        return
-    tf.io.gfile.makedirs(model_dir)
-    with tf.io.gfile.GFile(target, "w") as stream:
-        stream.write(label_map.dumps())
+    if not _already_there(target, label_map, f"{target} differs from {source}: this model_dir "
+                          "was trained with another label map"):
+        tf.io.gfile.makedirs(model_dir)
+        with tf.io.gfile.GFile(target, "w") as stream:
+            stream.write(label_map.dumps())
+
+
+def _already_there(target: str, label_map: LabelMap, mismatch: str) -> bool:
+    """True when model_dir's label map ``target`` exists and is ``label_map``; False when it
+    does not exist. Raises ModelDirError(``mismatch``) when it holds another label map."""
+    if not tf.io.gfile.exists(target):
+        return False
+    with tf.io.gfile.GFile(target) as stream:
+        if LabelMap.loads(stream.read()) != label_map:
+            raise ModelDirError(mismatch)
+    return True
