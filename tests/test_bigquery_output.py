@@ -4,7 +4,7 @@ the pipeline graph with Beam's file-loads sink, and the launcher's checks of the
 No BigQuery service or emulator runs here: the sink itself is built, never run (see the README's
 "BigQuery output" section).
 """
-import copy
+import functools
 import io
 import json
 import os
@@ -19,9 +19,10 @@ from apache_beam.io.gcp.bigquery import WriteToBigQuery
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.pipeline import Pipeline, PipelineVisitor
 from google.cloud import bigquery
-from google.cloud.bigquery import _helpers
+from google.cloud.bigquery import _helpers, enums
 
 from beam_pipelines import bigquery_output, predict, predict_outputs
+from tests import bigquery_emulator
 from model.synthetic.generate import SyntheticConfig, generate_split
 from tests.prediction_helpers import read_detections, run_predict, tiny_model
 
@@ -87,6 +88,10 @@ def _check_row(fields, row, where: str = "row") -> None:
         _check_value(field, row[field["name"]], f"{where}.{field['name']}")
 
 
+def segmentation_fields(table) -> tuple:
+    return next(field for field in table.schema if field.name == "segmentation").fields
+
+
 def _shape(field: dict) -> tuple:
     return (field["name"], field["type"], field["mode"],
             tuple(_shape(sub) for sub in field.get("fields", ())))
@@ -119,8 +124,12 @@ def test_rows_of_a_real_run_match_the_schema(rows_by_mode, mode):
     # google-cloud-bigquery's own parsing of the schema, and its row -> insert JSON conversion.
     fields = [bigquery.SchemaField.from_api_repr(field) for field in schema["fields"]]
     table = bigquery.Table("my-project-123.ds.detections", schema=fields)
-    assert [field.to_api_repr() for field in table.schema] == [
-        bigquery.SchemaField.from_api_repr(field).to_api_repr() for field in schema["fields"]]
+    assert [_shape(field.to_api_repr()) for field in table.schema] == [
+        _shape(field) for field in schema["fields"]]
+    legal_types = {kind.value for kind in enums.SqlTypeNames}
+    for field in [*table.schema, *segmentation_fields(table)]:
+        assert field.field_type in legal_types and field.mode in (
+            "NULLABLE", "REQUIRED", "REPEATED"), field
     segmentation = next(field for field in table.schema if field.name == "segmentation")
     assert segmentation.field_type == "RECORD" and segmentation.mode == "REQUIRED"
     assert [(f.name, f.field_type, f.mode) for f in segmentation.fields] == [
@@ -289,3 +298,61 @@ def test_cli_refuses_a_bad_table_with_one_line(tmp_path, extra, says):
     assert len(errors) == 1 and result.stderr.strip().splitlines()[-1] == errors[0]
     assert says in errors[0]
     assert not list(tmp_path.glob("p*"))
+
+
+@pytest.mark.skipif(not os.environ.get(bigquery_emulator.PYTHON_VARIABLE),
+                    reason=f"opt-in: {bigquery_emulator.PYTHON_VARIABLE} names no Python with "
+                           "bqemulator (see the README's BigQuery output)")
+def test_sink_loads_the_rows_into_an_emulated_bigquery(images, tiny_model, tmp_path, monkeypatch):
+    """predict --output_table end to end: Beam's file loads stage the rows on (emulated) GCS and
+    (emulated) BigQuery load jobs read them; the table holds the JSON lines, row for row."""
+    from google.api_core.client_options import ClientOptions
+    from google.auth.credentials import AnonymousCredentials
+
+    project = "my-project-123"
+    with bigquery_emulator.running_emulators(os.environ[bigquery_emulator.PYTHON_VARIABLE],
+                                             "bkt", project, str(tmp_path)) as endpoint:
+        client = bigquery.Client(project=project, credentials=AnonymousCredentials(),
+                                 client_options=ClientOptions(api_endpoint=endpoint))
+        client.create_dataset("predictions")
+        # Only the endpoint differs from a run against BigQuery: Beam's own client, pointed at it.
+        monkeypatch.setattr(bigquery_output, "WriteDetectionsTable", functools.partial(
+            bigquery_output.WriteDetectionsTable,
+            test_client=bigquery_emulator.EndpointClient(endpoint)))
+
+        def predict_into(name, mode, write):
+            prefix = str(tmp_path / "out" / name)
+            counters = run_predict(
+                "--model", tiny_model, "--images", images, "--output", prefix,
+                "--min_score_threshold", "0", "--attributes", mode,
+                "--output_table", f"{project}:predictions.{mode.replace('=', '')}",
+                "--table_write", write, "--temp_location", "gs://bkt/tmp")
+            return counters, read_detections(prefix)
+
+        for mode in MODES:
+            counters, lines = predict_into(mode.replace("=", ""), mode, "empty")
+            table = client.get_table(f"{project}.predictions.{mode.replace('=', '')}")
+            schema = bigquery_output.table_schema(predict_outputs.parse_attribute_output(mode))
+            assert [_shape(field.to_api_repr()) for field in table.schema] == [
+                _shape(field) for field in schema["fields"]]
+            rows = {row["id"]: dict(row) for row in client.list_rows(table)}
+            assert len(rows) == len(lines) == counters["detections_written"] > 0
+            for line in lines:
+                _assert_same(rows[line["id"]], line)
+        _, lines = predict_into("again", "full", "append")
+        assert client.get_table(f"{project}.predictions.full").num_rows == 2 * len(lines)
+        _, lines = predict_into("truncated", "full", "truncate")
+        assert client.get_table(f"{project}.predictions.full").num_rows == len(lines)
+        with pytest.raises(Exception, match="is not empty and writeDisposition is WRITE_EMPTY"):
+            predict_into("refused", "full", "empty")
+
+
+def _assert_same(got: dict, want: dict) -> None:
+    """A row read back equals its JSON object (floats to 1e-9: they travel as decimal text)."""
+    assert got.keys() == want.keys()
+    for name, value in want.items():
+        if isinstance(value, float) or (isinstance(value, list) and value
+                                        and isinstance(value[0], float)):
+            assert got[name] == pytest.approx(value, abs=1e-9), name
+        else:
+            assert got[name] == value, name
