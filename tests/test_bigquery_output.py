@@ -23,6 +23,8 @@ from google.cloud.bigquery import _helpers, enums
 
 from beam_pipelines import bigquery_output, predict, predict_outputs
 from tests import bigquery_emulator
+from tests.dataflow_jobs import anonymous_gcs, build_job, pickled_payloads, unpickle_in_fresh_process
+from tests.gcs_emulator import running_emulator
 from model.synthetic.generate import SyntheticConfig, generate_split
 from tests.prediction_helpers import read_detections, run_predict, tiny_model
 
@@ -167,7 +169,7 @@ def test_schema_follows_the_attribute_mode(mode, present, absent):
         bigquery_output.table_schema(predict_outputs.parse_attribute_output(mode))))
     assert present <= names and not absent & names
     assert {"image_id", "filename", "id", "category_id", "bbox", "score", "segmentation",
-            "mask_mean_score", "mask_area_fraction"} <= names
+            "mask_mean_score", "mask_area_fraction", "area", "mask_pixel_mean_score"} <= names
 
 
 def test_broken_rows_are_refused(rows_by_mode):
@@ -227,6 +229,35 @@ def test_pipeline_builds_with_the_file_loads_sink(images, tiny_model, tmp_path, 
     labels = {part.full_label for part in pipeline.transforms_stack[0].parts}
     assert {"WriteDetections", "WriteTable", "DeadLetters"} <= labels
     pipeline.to_runner_api()  # every DoFn of the graph pickles
+
+
+def test_dataflow_job_carries_the_file_loads_sink(images, tiny_model, tmp_path):
+    """The job Dataflow would receive (a classic template, built offline against the GCS
+    emulator): the sink's load-job DoFn is in it, with the schema, and unpickles elsewhere."""
+    from apache_beam.internal import pickler
+
+    bucket = "bq-output-jobs"
+    with running_emulator(bucket), anonymous_gcs():
+        built = build_job(predict.run, [
+            "--model", tiny_model, "--images", images, "--output", f"gs://{bucket}/out/p",
+            "--output_table", "my-project-123:predictions.detections", "--attributes", "ids",
+            "--table_write", "append"], bucket, "predict_table")
+    assert built.returned == {} and built.printed.strip().splitlines() == [
+        f"template: gs://{bucket}/templates/predict_table.json"]
+    payloads = {name: payload for name, payload in pickled_payloads(built).items()
+                if name.startswith("WriteTable/")}
+    [trigger] = [name for name in payloads if name.endswith("ParDo(TriggerLoadJobs)")
+                 and "WithoutTempTables" in name]
+    loads = pickler.loads(payloads[trigger])
+    load_fn = next(part for part in (loads if isinstance(loads, tuple) else (loads,))
+                   if type(part).__name__ == "TriggerLoadJobs")
+    assert load_fn.schema == bigquery_output.table_schema(
+        predict_outputs.parse_attribute_output("ids"))
+    assert load_fn.write_disposition == "WRITE_APPEND"
+    assert load_fn.create_disposition == "CREATE_IF_NEEDED"
+    types = unpickle_in_fresh_process(payloads, "default", str(tmp_path))
+    assert "TriggerLoadJobs" in types[trigger]
+    assert "WriteTable/ToTableRows" in types  # every DoFn of the sink unpickled there
 
 
 @pytest.mark.parametrize("text, parsed", [
