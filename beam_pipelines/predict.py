@@ -5,16 +5,19 @@
       --output PREFIX \
       [--min_score_threshold 0.05] [--attribute_threshold 0.5] [--batch_size 8] \
       [--num_shards 0] [--max_image_pixels 50000000] [--max_failed_fraction 0.5] \
-      [--overwrite] [--attributes full|ids|top_k=K] [--compression none|gzip] [Beam options]
+      [--overwrite] [--attributes full|ids|top_k=K] [--compression none|gzip] \
+      [--output_table PROJECT:DATASET.TABLE [--table_write empty|append|truncate]] [Beam options]
 
 Writes PREFIX-SSSSS-of-NNNNN.jsonl (one JSON object per detection, see
 model.detection_lines; .jsonl.gz, gzip-compressed, with --compression gzip) and
 PREFIX-errors.jsonl (one object per image that could not be
-predicted, with ``filename``, ``code`` and ``reason``; never compressed).
+predicted, with ``filename``, ``code`` and ``reason``; never compressed); with
+--output_table, the detections also go to that BigQuery table (bigquery_output).
 Every image read is either predicted or in the errors file; the last line
 printed is ``images_read=N images_predicted=N images_failed=N detections_written=N``.
 Exit status 1 (after that line) when no image was predicted, or when more than
---max_failed_fraction of the images read failed; 2 for an unusable --model.
+--max_failed_fraction of the images read failed; 2 for an unusable --model or
+--output_table.
 
 Work spreads over workers: the matched (or listed) paths are shuffled before
 any file is read, so reading and inference do not fuse behind the one element
@@ -31,7 +34,8 @@ from apache_beam.io import fileio
 from apache_beam.io.filesystems import CompressionTypes, FileSystems
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 
-from beam_pipelines import image_paths, launcher, output_prefix, predict_inputs, predict_outputs, rle
+from beam_pipelines import (bigquery_output, image_paths, launcher, output_prefix, predict_inputs,
+                            predict_outputs, rle)
 from beam_pipelines.dead_letters import ERRORS, WriteDeadLetters, errors_path, errors_sink_prefix
 from beam_pipelines.inference_handlers import (RetrySingly, SavedModelSignatureHandler,
                                                example_handler)
@@ -68,6 +72,7 @@ def parse_args(argv: Optional[Sequence[str]]) -> Tuple[argparse.Namespace, List[
                              "manifest's directory). Blank lines and lines starting with # are "
                              "skipped; a path listed twice is predicted once.")
     parser.add_argument("--output", required=True, help="Output prefix (local or gs://).")
+    bigquery_output.add_flags(parser)
     output_prefix.add_overwrite_flag(parser)
     parser.add_argument("--min_score_threshold", type=float, default=0.05,
                         help="Keep detections scoring at least this.")
@@ -168,18 +173,23 @@ def detections_suffix(args: argparse.Namespace) -> str:
 def build(pipeline: beam.Pipeline, args: argparse.Namespace, handler: KeyedModelHandler) -> None:
     inputs = read_inputs(pipeline, args)
     compression_type, suffix = COMPRESSIONS[args.compression]
+    attributes = attribute_output(args)
     detections = (
         inputs.inputs
         | "RunInference" >> RunInference(handler)
         | "SelectDetections" >> beam.ParDo(predict_outputs.ToDetections(
             args.min_score_threshold)).with_outputs(ERRORS, main="detections"))
-    _ = (detections.detections
-         | "EncodeMasksRle" >> beam.ParDo(rle.EncodeMasksRle(MASK_THRESHOLD))
-         | "ToJsonLines" >> beam.FlatMap(predict_outputs.to_json_lines, args.attribute_threshold,
-                                         attribute_output(args))
+    lines = (detections.detections
+             | "EncodeMasksRle" >> beam.ParDo(rle.EncodeMasksRle(MASK_THRESHOLD))
+             | "ToJsonLines" >> beam.FlatMap(predict_outputs.to_json_lines,
+                                             args.attribute_threshold, attributes))
+    _ = (lines
          | "WriteDetections" >> beam.io.WriteToText(
              args.output, file_name_suffix=suffix, num_shards=args.num_shards,
              shard_name_template=DETECTIONS_TEMPLATE, compression_type=compression_type))
+    if args.output_table:
+        _ = lines | "WriteTable" >> bigquery_output.WriteDetectionsTable(
+            args.output_table, attributes, args.table_write)
     _ = (inputs[ERRORS], detections[ERRORS]) | "DeadLetters" >> WriteDeadLetters(args.output)
 
 
@@ -202,11 +212,13 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -
     """Runs the pipeline to completion and returns its counters by name ({} when
     --template_location made a template instead of running it).
 
-    Raises ModelError (before building the pipeline) when --model cannot serve, OutputError
-    when --output holds earlier output (without --overwrite) or lies below a file, and
-    launcher.JobFailed (after printing the summary) when the job failed as a whole.
+    Raises TableError (first) for an unusable --output_table, ModelError (before building the
+    pipeline) when --model cannot serve, OutputError when --output holds earlier output
+    (without --overwrite) or lies below a file, and launcher.JobFailed (after printing the
+    summary) when the job failed as a whole.
     """
     args, beam_args = parse_args(argv)
+    args.output_table = bigquery_output.checked_table(args.output_table, beam_args)
     earlier = output_prefix.check(OUTPUTS, args.output, args.overwrite)
     handler = model_handler(args)
     _check_inputs_exist(args)
@@ -221,15 +233,16 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -
     counters.update({f"{rle.NAMESPACE}.{name}": value
                      for name, value in counter_values(result, rle.NAMESPACE).items()})
     shards = f"{args.num_shards:05d}" if args.num_shards else "NNNNN"
+    table = [("table", str(args.output_table))] if args.output_table else []
     launcher.report([("detections", f"{args.output}-SSSSS-of-{shards}{detections_suffix(args)}"),
-                     ("errors", errors_path(args.output))], counters, SUMMARY_COUNTERS)
+                     *table, ("errors", errors_path(args.output))], counters, SUMMARY_COUNTERS)
     launcher.check_outcome(counters, "images_predicted", args.max_failed_fraction,
                            errors_path(args.output))
     return counters
 
 
 def main() -> None:
-    launcher.main(run, (ModelError, output_prefix.OutputError))
+    launcher.main(run, (ModelError, output_prefix.OutputError, bigquery_output.TableError))
 
 
 if __name__ == "__main__":
