@@ -38,7 +38,8 @@ from PIL import Image
 from pycocotools import mask as coco_mask
 
 from beam_pipelines.predict_inputs import DEFAULT_MAX_PIXELS, checked_image
-from beam_pipelines.predict_outputs import LABEL_MAP_ASSET, select_detections
+from beam_pipelines.predict_outputs import LABEL_MAP_ASSET
+from model.detection_lines import select_detections
 from model.label_map import LabelMap, LabelMapError
 from model.masks.rle import encode_masks_with_scores
 from beam_pipelines.saved_model_check import IMAGE_INPUT, IMAGE_SIGNATURE, ModelError, check_signature

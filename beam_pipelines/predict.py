@@ -42,6 +42,7 @@ from beam_pipelines.inference_handlers import (RetrySingly, SavedModelSignatureH
 from beam_pipelines.pipeline_metrics import counter_values
 from beam_pipelines.saved_model_check import (EXAMPLE_INPUT, EXAMPLE_SIGNATURE, IMAGE_INPUT,
                                               IMAGE_SIGNATURE, ModelError, check_signature)
+from model import detection_lines
 
 SUMMARY_COUNTERS = ("images_read", "images_predicted", "images_failed", "detections_written")
 MASK_THRESHOLD = 0.5
@@ -78,8 +79,8 @@ def parse_args(argv: Optional[Sequence[str]]) -> Tuple[argparse.Namespace, List[
                         help="Keep detections scoring at least this.")
     parser.add_argument("--attribute_threshold", type=float, default=0.5,
                         help="attribute_ids lists attributes with probability >= this.")
-    parser.add_argument("--attributes", type=predict_outputs.parse_attribute_output,
-                        default=predict_outputs.FULL, metavar="full|ids|top_k=K",
+    parser.add_argument("--attributes", type=detection_lines.parse_attribute_output,
+                        default=detection_lines.FULL, metavar="full|ids|top_k=K",
                         help="Attribute fields per detection: full (attribute_probabilities, "
                              "every slot, and attribute_ids; default), ids (attribute_ids only), "
                              "top_k=K (attribute_ids and the K most probable attributes).")
@@ -155,7 +156,7 @@ def read_inputs(pipeline: beam.Pipeline, args: argparse.Namespace):
                 args.max_image_pixels)).with_outputs(ERRORS, main="inputs"))
 
 
-def attribute_output(args: argparse.Namespace) -> predict_outputs.AttributeOutput:
+def attribute_output(args: argparse.Namespace) -> detection_lines.AttributeOutput:
     """--attributes, with top_k's candidates taken from the SavedModel's label map."""
     if args.attributes.mode != "top_k":
         return args.attributes

@@ -2,7 +2,7 @@
 
 The detection selection, the output objects and ``--attributes`` are
 ``model.detection_lines`` (no Beam there; ``tpu.train --mode predict`` writes the
-same lines through it); they are importable from here as well.
+same lines through it).
 
 Counters (namespace ``predict``): images_predicted, images_failed(.inference_failed),
 detections_written.
@@ -16,9 +16,8 @@ from beam_pipelines import dead_letters
 from beam_pipelines.inference_handlers import InferenceFailed, outputs_of
 from beam_pipelines.predict_inputs import COUNTERS, ImageKey
 from model.dataset.rejections import Rejected
-from model.detection_lines import (  # noqa: F401 (the names predict, check and tests use)
-    FULL, MAX_SLOTS, AttributeOutput, detection_id, detection_objects, json_line,
-    parse_attribute_output, select_detections, top_attributes)
+from model.detection_lines import (FULL, AttributeOutput, detection_objects, json_line,
+                                   select_detections)
 from model.label_map import LabelMap
 
 # model.export's label map asset (model.dataset.record_files.LABELS_FILE; that module

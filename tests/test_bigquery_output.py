@@ -22,6 +22,7 @@ from google.cloud import bigquery
 from google.cloud.bigquery import _helpers, enums
 
 from beam_pipelines import bigquery_output, predict, predict_outputs
+from model import detection_lines
 from tests import bigquery_emulator
 from tests.dataflow_jobs import anonymous_gcs, build_job, pickled_payloads, unpickle_in_fresh_process
 from tests.gcs_emulator import running_emulator
@@ -52,7 +53,7 @@ def rows_by_mode(images, tiny_model, tmp_path_factory):
                     "--min_score_threshold", "0", "--attributes", mode)
         lines = [json.dumps(row) for row in read_detections(prefix)]
         assert lines, mode
-        runs[mode] = (predict_outputs.parse_attribute_output(mode), lines)
+        runs[mode] = (detection_lines.parse_attribute_output(mode), lines)
     return runs
 
 
@@ -166,7 +167,7 @@ def test_rows_of_a_real_run_match_the_schema(rows_by_mode, mode):
 ])
 def test_schema_follows_the_attribute_mode(mode, present, absent):
     names = set(bigquery_output.field_names(
-        bigquery_output.table_schema(predict_outputs.parse_attribute_output(mode))))
+        bigquery_output.table_schema(detection_lines.parse_attribute_output(mode))))
     assert present <= names and not absent & names
     assert {"image_id", "filename", "id", "category_id", "bbox", "score", "segmentation",
             "mask_mean_score", "mask_area_fraction", "area", "mask_pixel_mean_score"} <= names
@@ -179,7 +180,7 @@ def test_broken_rows_are_refused(rows_by_mode):
     row = json.loads(lines[0])
     with pytest.raises(ValueError, match="not the table schema"):  # a mode's rows, another table
         bigquery_output.table_row(lines[0], bigquery_output.field_names(
-            bigquery_output.table_schema(predict_outputs.parse_attribute_output("ids"))))
+            bigquery_output.table_schema(detection_lines.parse_attribute_output("ids"))))
     broken = [dict(row, segmentation=dict(row["segmentation"], size="80x80")),
               dict(row, attribute_ids=[0.5]),
               dict(row, id=str(row["id"])),
@@ -223,7 +224,7 @@ def test_pipeline_builds_with_the_file_loads_sink(images, tiny_model, tmp_path, 
     assert (sink.table_reference.datasetId, sink.table_reference.tableId) == (
         "predictions", "detections")
     assert sink.schema == bigquery_output.table_schema(
-        predict_outputs.parse_attribute_output("top_k=3"))
+        detection_lines.parse_attribute_output("top_k=3"))
     assert sink.create_disposition == "CREATE_IF_NEEDED"
     assert sink.write_disposition == bigquery_output.WRITE_DISPOSITIONS[write]
     labels = {part.full_label for part in pipeline.transforms_stack[0].parts}
@@ -252,7 +253,7 @@ def test_dataflow_job_carries_the_file_loads_sink(images, tiny_model, tmp_path):
     load_fn = next(part for part in (loads if isinstance(loads, tuple) else (loads,))
                    if type(part).__name__ == "TriggerLoadJobs")
     assert load_fn.schema == bigquery_output.table_schema(
-        predict_outputs.parse_attribute_output("ids"))
+        detection_lines.parse_attribute_output("ids"))
     assert load_fn.write_disposition == "WRITE_APPEND"
     assert load_fn.create_disposition == "CREATE_IF_NEEDED"
     types = unpickle_in_fresh_process(payloads, "default", str(tmp_path))
@@ -363,7 +364,7 @@ def test_sink_loads_the_rows_into_an_emulated_bigquery(images, tiny_model, tmp_p
         for mode in MODES:
             counters, lines = predict_into(mode.replace("=", ""), mode, "empty")
             table = client.get_table(f"{project}.predictions.{mode.replace('=', '')}")
-            schema = bigquery_output.table_schema(predict_outputs.parse_attribute_output(mode))
+            schema = bigquery_output.table_schema(detection_lines.parse_attribute_output(mode))
             assert [_shape(field.to_api_repr()) for field in table.schema] == [
                 _shape(field) for field in schema["fields"]]
             rows = {row["id"]: dict(row) for row in client.list_rows(table)}

@@ -14,7 +14,7 @@ from PIL import Image
 
 from beam_pipelines import launcher
 from beam_pipelines.inference_handlers import InferenceFailed, RetrySingly
-from beam_pipelines.predict_outputs import detection_id
+from model.detection_lines import detection_id
 from beam_pipelines.saved_model_check import ModelError
 from model.dataset.image_ids import image_id_from_path, record_image_id
 from model.synthetic.generate import SyntheticConfig, generate_split

@@ -18,6 +18,7 @@ from beam_pipelines import evaluate, predict, predict_outputs
 from beam_pipelines.prediction_files import matched_paths, open_text
 from beam_pipelines.saved_model_check import ModelError
 from beam_pipelines.visualize import top_attribute_ids
+from model import detection_lines
 from model.dataset.image_ids import image_id_from_path
 from model.evaluation.detections import read_detections as read_for_evaluation
 from model.synthetic.generate import SyntheticConfig, generate_split
@@ -65,22 +66,22 @@ def test_default_lines_are_byte_for_byte_the_full_schema():
     ]
     assert predict_outputs.to_json_lines(_two_detections(), 0.5) == expected
     assert predict_outputs.to_json_lines(
-        _two_detections(), 0.5, predict_outputs.parse_attribute_output("full")) == expected
+        _two_detections(), 0.5, detection_lines.parse_attribute_output("full")) == expected
     args, _ = predict.parse_args(["--model", "m", "--images", "i", "--output", "o"])
-    assert args.attributes == predict_outputs.FULL and predict.detections_suffix(args) == ".jsonl"
+    assert args.attributes == detection_lines.FULL and predict.detections_suffix(args) == ".jsonl"
 
 
 def test_top_k_takes_defined_attributes_only():
     probabilities = np.array([0.3, 0.99, 0.3, 0.7, 0.0, 0.1], np.float32)
     # Slot 1 is no attribute of the label map: it is skipped however probable.
-    assert predict_outputs.top_attributes(probabilities, 3, (0, 2, 3, 5)) == (
+    assert detection_lines.top_attributes(probabilities, 3, (0, 2, 3, 5)) == (
         [3, 0, 2], [0.7, 0.3, 0.3])  # the tie at 0.3: smaller id first
-    assert predict_outputs.top_attributes(probabilities, 2) == ([1, 3], [0.99, 0.7])
+    assert detection_lines.top_attributes(probabilities, 2) == ([1, 3], [0.99, 0.7])
     # K beyond the label map: every defined attribute, ids past the vector ignored.
-    assert predict_outputs.top_attributes(probabilities, 10, (5, 0, 40)) == ([0, 5], [0.3, 0.1])
+    assert detection_lines.top_attributes(probabilities, 10, (5, 0, 40)) == ([0, 5], [0.3, 0.1])
     key, detections = _two_detections()
-    output = predict_outputs.AttributeOutput("top_k", 2, (0, 1, 2))
-    first, second = predict_outputs.detection_objects(key, detections, 0.5, output)
+    output = detection_lines.AttributeOutput("top_k", 2, (0, 1, 2))
+    first, second = detection_lines.detection_objects(key, detections, 0.5, output)
     assert list(first) == TOP_K_KEYS
     assert (first["attribute_top_k_ids"], first["attribute_top_k_probabilities"]) == ([1, 2], [0.8765, 0.5])
     assert (second["attribute_top_k_ids"], second["attribute_ids"]) == ([2, 0], [2])
@@ -95,7 +96,7 @@ def test_the_label_map_of_the_saved_model_names_the_defined_attributes(tmp_path)
     assert predict_outputs.defined_attribute_ids(str(tmp_path / "none")) is None
     args, _ = predict.parse_args(["--model", str(tmp_path), "--images", "i", "--output", "o",
                                   "--attributes", "top_k=3"])
-    assert predict.attribute_output(args) == predict_outputs.AttributeOutput("top_k", 3, (2, 9))
+    assert predict.attribute_output(args) == detection_lines.AttributeOutput("top_k", 3, (2, 9))
     labels.write_text("{not json")
     with pytest.raises(ModelError, match="label map cannot be read"):
         predict.attribute_output(args)
