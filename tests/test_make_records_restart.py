@@ -19,10 +19,11 @@ import time
 
 import pytest
 
-from model.synthetic.generate import SyntheticConfig, generate_split
 import tensorflow as tf
 
+from beam_pipelines.dead_letters import errors_path
 from model.record_schema import RecordDecoder
+from model.synthetic.generate import SyntheticConfig, generate_split
 from tests.record_reading import read_errors, read_label_map
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -188,7 +189,7 @@ def _check_one_complete_set(out, prefix, num_shards, summary, dataset):
     image_ids, failing, num_annotations = dataset[2:]
     names = set(os.listdir(out))
     shards = [f"r-{index:05d}-of-{num_shards:05d}.tfrecord" for index in range(num_shards)]
-    assert names == set(shards) | {"r-labels.json", "r-errors-00000-of-00001.jsonl"}, names
+    assert names == set(shards) | {"r-labels.json", os.path.basename(errors_path(prefix))}, names
     records = _read_all(prefix, [os.path.join(out, name) for name in shards])
     written = [source_id for source_id, _ in records]
     assert len(written) == len(set(written)) == summary["images_written"]

@@ -2,8 +2,8 @@
 
 predict runs as a user runs it, in a child process, on DirectRunner multi_processing with two
 workers, while the RSS of every process of its tree is sampled from /proc. The memory check is
-shown to fail on a leak: the same run with the process that encodes the masks keeping 512 KiB
-per image (4 MiB per batch of 8) is reported as growing.
+shown to fail on a leak: the same run with the processes that encode the masks keeping 1 MiB
+per image (8 MiB per batch of 8, spread over the workers) is reported as growing.
 """
 import pytest
 
@@ -49,11 +49,13 @@ def test_memory_of_every_process_is_flat(work_dir):
 
 
 def test_a_leak_of_a_few_mib_per_batch_is_not_flat(work_dir):
-    count, leak_kib = 200, 512
+    count, leak_kib = 200, 1024
     result = _soak(work_dir, count, leak_kib_per_image=leak_kib)
     _check_accounting(result, count)  # the leak changes nothing else
-    expected = 0.75 * count * leak_kib * 1024  # kept after the 25% mark
-    grown = [p for p in result.processes if p.growth and p.growth > 0.7 * expected]
-    assert grown and all(p.label == "sdk worker" for p in grown)
-    assert not all(p.flat(result.flat_bytes) for p in grown)
+    expected = 0.75 * count * leak_kib * 1024  # kept after the 25% mark, by all workers together
+    workers = [p for p in result.processes if p.label == "sdk worker"]
+    # The fusion break spreads the images, and so the leak, over both workers.
+    assert sum(p.growth or 0 for p in workers) > 0.7 * expected
+    not_flat = [p for p in result.processes if p.flat(result.flat_bytes) is False]
+    assert not_flat and all(p.label == "sdk worker" for p in not_flat)
     assert not result.all_flat and not result.ok
