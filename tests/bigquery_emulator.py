@@ -9,12 +9,12 @@ is downloaded at start-up, which fails offline, so it is turned off in the emula
 """
 import contextlib
 import os
-import socket
 import subprocess
 import sys
-import time
 
 from apache_beam.io.gcp.internal.clients import bigquery as bigquery_api
+
+from tests.gcs_emulator import free_port, wait_until_listening
 
 PYTHON_VARIABLE = "BQEMULATOR_PYTHON"
 _START = ("import sys; from bqemulator.storage import engine; "
@@ -22,30 +22,12 @@ _START = ("import sys; from bqemulator.storage import engine; "
           "from bqemulator.cli import main; sys.argv[0] = 'bqemulator'; sys.exit(main())")
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _wait(port: int, process: subprocess.Popen, name: str) -> None:
-    deadline = time.time() + 60
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            if time.time() > deadline or process.poll() is not None:
-                raise RuntimeError(f"{name} did not start")
-            time.sleep(0.1)
-
-
 @contextlib.contextmanager
 def running_emulators(python: str, bucket: str, project: str, workdir: str):
     """Starts both emulators; sets STORAGE_EMULATOR_HOST while they run; yields the BigQuery
     REST endpoint (``http://127.0.0.1:PORT``)."""
     store = os.path.join(workdir, "gcs")
-    gcs_port, bq_port = _free_port(), _free_port()
+    gcs_port, bq_port = free_port(), free_port()
     gcs = subprocess.Popen(
         [os.path.join(os.path.dirname(sys.executable), "gcp-storage-emulator"), "start",
          "--host", "127.0.0.1", "--port", str(gcs_port), "--default-bucket", bucket, "-q"],
@@ -57,8 +39,8 @@ def running_emulators(python: str, bucket: str, project: str, workdir: str):
     previous = os.environ.get("STORAGE_EMULATOR_HOST")
     os.environ["STORAGE_EMULATOR_HOST"] = f"http://127.0.0.1:{gcs_port}"
     try:
-        _wait(gcs_port, gcs, "gcp-storage-emulator")
-        _wait(bq_port, bq, "bqemulator")
+        wait_until_listening(gcs_port, gcs, "gcp-storage-emulator", seconds=60)
+        wait_until_listening(bq_port, bq, "bqemulator", seconds=60)
         yield f"http://127.0.0.1:{bq_port}"
     finally:
         for process in (gcs, bq):

@@ -9,31 +9,37 @@ import time
 from apache_beam.io.filesystems import FileSystems
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
 
 
+def wait_until_listening(port: int, process: subprocess.Popen, name: str, seconds: float) -> None:
+    """Returns once 127.0.0.1:port accepts connections; RuntimeError when ``process`` exits or
+    ``seconds`` pass first."""
+    deadline = time.time() + seconds
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            if time.time() > deadline or process.poll() is not None:
+                raise RuntimeError(f"{name} did not start")
+            time.sleep(0.1)
+
+
 @contextlib.contextmanager
 def running_emulator(bucket: str):
     """Starts the emulator with ``bucket``; sets STORAGE_EMULATOR_HOST while it runs."""
-    port = _free_port()
+    port = free_port()
     executable = os.path.join(os.path.dirname(sys.executable), "gcp-storage-emulator")
     process = subprocess.Popen([executable, "start", "--host", "127.0.0.1", "--port", str(port),
                                 "--in-memory", "--default-bucket", bucket, "-q"])
     previous = os.environ.get("STORAGE_EMULATOR_HOST")
     os.environ["STORAGE_EMULATOR_HOST"] = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                if time.time() > deadline or process.poll() is not None:
-                    raise RuntimeError("gcp-storage-emulator did not start")
-                time.sleep(0.1)
+        wait_until_listening(port, process, "gcp-storage-emulator", seconds=30)
         yield
     finally:
         process.terminate()
