@@ -14,7 +14,7 @@ import sys
 
 from apache_beam.io.gcp.internal.clients import bigquery as bigquery_api
 
-from tests.gcs_emulator import free_port, wait_until_listening
+from tests.gcs_emulator import free_port, storage_emulator_host, wait_until_listening
 
 PYTHON_VARIABLE = "BQEMULATOR_PYTHON"
 _START = ("import sys; from bqemulator.storage import engine; "
@@ -36,20 +36,15 @@ def running_emulators(python: str, bucket: str, project: str, workdir: str):
         [python, "-c", _START, "start", "--rest-host", "127.0.0.1", "--rest-port", str(bq_port),
          "--grpc-port", "0", "--project", project, "--log-level", "warning"],
         env=dict(os.environ, BQEMU_GCS_LOCAL_ROOT=store), cwd=workdir)
-    previous = os.environ.get("STORAGE_EMULATOR_HOST")
-    os.environ["STORAGE_EMULATOR_HOST"] = f"http://127.0.0.1:{gcs_port}"
     try:
-        wait_until_listening(gcs_port, gcs, "gcp-storage-emulator", seconds=60)
-        wait_until_listening(bq_port, bq, "bqemulator", seconds=60)
-        yield f"http://127.0.0.1:{bq_port}"
+        with storage_emulator_host(gcs_port):
+            wait_until_listening(gcs_port, gcs, "gcp-storage-emulator", seconds=60)
+            wait_until_listening(bq_port, bq, "bqemulator", seconds=60)
+            yield f"http://127.0.0.1:{bq_port}"
     finally:
         for process in (gcs, bq):
             process.terminate()
             process.wait(timeout=30)
-        if previous is None:
-            os.environ.pop("STORAGE_EMULATOR_HOST", None)
-        else:
-            os.environ["STORAGE_EMULATOR_HOST"] = previous
 
 
 class EndpointClient(bigquery_api.BigqueryV2):

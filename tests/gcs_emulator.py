@@ -36,14 +36,24 @@ def running_emulator(bucket: str):
     executable = os.path.join(os.path.dirname(sys.executable), "gcp-storage-emulator")
     process = subprocess.Popen([executable, "start", "--host", "127.0.0.1", "--port", str(port),
                                 "--in-memory", "--default-bucket", bucket, "-q"])
-    previous = os.environ.get("STORAGE_EMULATOR_HOST")
-    os.environ["STORAGE_EMULATOR_HOST"] = f"http://127.0.0.1:{port}"
     try:
-        wait_until_listening(port, process, "gcp-storage-emulator", seconds=30)
-        yield
+        with storage_emulator_host(port):
+            wait_until_listening(port, process, "gcp-storage-emulator", seconds=30)
+            yield
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+@contextlib.contextmanager
+def storage_emulator_host(port: int):
+    """Points STORAGE_EMULATOR_HOST (Beam's and the Cloud clients' gs://) at 127.0.0.1:port
+    while the block runs, and restores what it was."""
+    previous = os.environ.get("STORAGE_EMULATOR_HOST")
+    os.environ["STORAGE_EMULATOR_HOST"] = f"http://127.0.0.1:{port}"
+    try:
+        yield
+    finally:
         if previous is None:
             os.environ.pop("STORAGE_EMULATOR_HOST", None)
         else:
