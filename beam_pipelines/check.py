@@ -37,8 +37,9 @@ from apache_beam.io.filesystems import FileSystems
 from PIL import Image
 from pycocotools import mask as coco_mask
 
-from beam_pipelines.predict_inputs import DEFAULT_MAX_PIXELS, checked_image
+from beam_pipelines.predict_inputs import checked_image
 from beam_pipelines.predict_outputs import LABEL_MAP_ASSET
+from model.dataset.image_files import DEFAULT_MAX_PIXELS
 from model.detection_lines import select_detections
 from model.label_map import LabelMap, LabelMapError
 from model.masks.rle import encode_masks_with_scores

@@ -43,6 +43,7 @@ from beam_pipelines.pipeline_metrics import counter_values
 from beam_pipelines.saved_model_check import (EXAMPLE_INPUT, EXAMPLE_SIGNATURE, IMAGE_INPUT,
                                               IMAGE_SIGNATURE, ModelError, check_signature)
 from model import detection_lines
+from model.dataset.image_files import DEFAULT_MAX_PIXELS
 
 SUMMARY_COUNTERS = ("images_read", "images_predicted", "images_failed", "detections_written")
 MASK_THRESHOLD = 0.5
@@ -92,7 +93,7 @@ def parse_args(argv: Optional[Sequence[str]]) -> Tuple[argparse.Namespace, List[
                              "of a bundle may be smaller).")
     parser.add_argument("--num_shards", type=int, default=0,
                         help="Number of detection shards (0: the runner decides).")
-    parser.add_argument("--max_image_pixels", type=int, default=predict_inputs.DEFAULT_MAX_PIXELS,
+    parser.add_argument("--max_image_pixels", type=int, default=DEFAULT_MAX_PIXELS,
                         help="Images with more pixels (width x height, read from the header) "
                              "fail with code image_too_large instead of being decoded.")
     launcher.add_outcome_flags(parser)

@@ -31,8 +31,7 @@ from beam_pipelines.file_reads import read_file
 from beam_pipelines.image_paths import relative_path
 from beam_pipelines.matched_images import ReadMatchedImages
 from beam_pipelines.pipeline_metrics import Counters
-from model.dataset.image_files import (  # noqa: F401 (DEFAULT_MAX_PIXELS: predict's flag default)
-    DEFAULT_MAX_PIXELS, InvalidImage, PreparedImage, check_pixels, prepare_image)
+from model.dataset.image_files import InvalidImage, PreparedImage, check_pixels, prepare_image
 from model.dataset.image_ids import record_image_id
 
 NAMESPACE = "predict"

@@ -21,7 +21,7 @@ from apache_beam.pipeline import Pipeline, PipelineVisitor
 from google.cloud import bigquery
 from google.cloud.bigquery import _helpers, enums
 
-from beam_pipelines import bigquery_output, predict, predict_outputs
+from beam_pipelines import bigquery_output, predict
 from model import detection_lines
 from tests import bigquery_emulator
 from tests.dataflow_jobs import anonymous_gcs, build_job, pickled_payloads, unpickle_in_fresh_process
