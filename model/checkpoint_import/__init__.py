@@ -1,0 +1,1 @@
+"""Reading checkpoints written by tensorflow/tpu's detection code into this package's model."""
