@@ -78,6 +78,14 @@ def export(config: ModelConfig, image_size: int, output: str, checkpoint: Option
           training=False)
     if checkpoint:
         restore_by_name(model, checkpoint)
+    write_saved_model(model, label_map, image_size, output)
+    return source
+
+
+def write_saved_model(model: tf.keras.Model, label_map: LabelMap, image_size: int,
+                      output: str) -> None:
+    """Saves ``model`` (built, variables set) with the serving signatures and the label map
+    as the asset ``assets/labels.json``."""
     with tempfile.TemporaryDirectory() as staging:
         labels_path = os.path.join(staging, record_files.LABELS_FILE)
         with open(labels_path, "w") as stream:
@@ -87,7 +95,6 @@ def export(config: ModelConfig, image_size: int, output: str, checkpoint: Option
             "serving_default": module.serve_image_bytes,
             "serve_examples": module.serve_examples,
         })
-    return source
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
