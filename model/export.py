@@ -19,7 +19,7 @@ from typing import Optional, Sequence, Tuple
 import tensorflow as tf
 
 from model.config import ConfigError, load_config
-from model.config.schema import ModelConfig
+from model.config.schema import ModelConfig, PreprocessingConfig
 from model.data.augment import identity_image_info
 from model.dataset import record_files
 from model.label_map import Attribute, Category, LabelMap
@@ -78,19 +78,19 @@ def export(config: ModelConfig, image_size: int, output: str, checkpoint: Option
           training=False)
     if checkpoint:
         restore_by_name(model, checkpoint)
-    write_saved_model(model, label_map, image_size, output)
+    write_saved_model(model, label_map, image_size, output, config.preprocessing)
     return source
 
 
 def write_saved_model(model: tf.keras.Model, label_map: LabelMap, image_size: int,
-                      output: str) -> None:
-    """Saves ``model`` (built, variables set) with the serving signatures and the label map
-    as the asset ``assets/labels.json``."""
+                      output: str, preprocessing: PreprocessingConfig) -> None:
+    """Saves ``model`` (built, variables set) with the serving signatures, which preprocess
+    images as ``preprocessing`` says, and the label map as the asset ``assets/labels.json``."""
     with tempfile.TemporaryDirectory() as staging:
         labels_path = os.path.join(staging, record_files.LABELS_FILE)
         with open(labels_path, "w") as stream:
             stream.write(label_map.dumps())
-        module = ServingModule(model, label_map, image_size, labels_path)
+        module = ServingModule(model, label_map, image_size, labels_path, preprocessing)
         tf.saved_model.save(module, output, signatures={
             "serving_default": module.serve_image_bytes,
             "serve_examples": module.serve_examples,

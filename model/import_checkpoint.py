@@ -49,7 +49,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     except importer.CheckpointImportError as error:
         sys.stderr.write(f"error: {error}\n")
         raise SystemExit(2) from None
-    write_saved_model(imported.model, imported.label_map, imported.image_size, args.output)
+    write_saved_model(imported.model, imported.label_map, imported.image_size, args.output,
+                      imported.config.model.preprocessing)
     print(f"SavedModel: {args.output} ({imported.family}, input {imported.image_size}x"
           f"{imported.image_size}, label map: {imported.label_map_source})")
     if args.model_dir:

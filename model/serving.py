@@ -16,6 +16,7 @@ from typing import Dict
 import tensorflow as tf
 
 from model import record_schema
+from model.config.schema import PreprocessingConfig
 from model.data import augment
 from model.data.parser import IMAGENET_MEAN, IMAGENET_STD
 from model.label_map import LabelMap
@@ -23,12 +24,18 @@ from model.modeling.maskrcnn import AttributeMaskRCNN
 from model.outputs import to_dataset_space
 
 
-def preprocess(encoded: tf.Tensor, image_size: int):
-    """One encoded image -> (normalised image [S, S, 3], image_info [4, 2])."""
+def preprocess(encoded: tf.Tensor, image_size: int,
+               settings: PreprocessingConfig = PreprocessingConfig()):
+    """One encoded image -> (normalised image [S, S, 3], image_info [4, 2]), as the
+    parser makes evaluation inputs (``model.data.parser``)."""
     image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
     image = tf.image.convert_image_dtype(image, tf.float32)
-    image, image_info = augment.resize_and_crop(image, (image_size, image_size))
-    return (image - IMAGENET_MEAN) / IMAGENET_STD, image_info
+    image, image_info = augment.resize_and_crop(
+        image, (image_size, image_size), half_pixel_centers=settings.resize_half_pixel_centers)
+    image = (image - IMAGENET_MEAN) / IMAGENET_STD
+    if settings.pad_with_mean:
+        image = augment.zero_padding(image, image_info)
+    return image, image_info
 
 
 class _Untracked:
@@ -41,8 +48,9 @@ class _Untracked:
 
 class ServingModule(tf.Module):
     def __init__(self, model: AttributeMaskRCNN, label_map: LabelMap, image_size: int,
-                 label_map_path: str):
+                 label_map_path: str, preprocessing: PreprocessingConfig = PreprocessingConfig()):
         super().__init__()
+        self._preprocessing = preprocessing
         self._holder = _Untracked(model)
         self.model_variables = list(model.variables)
         self._image_size = image_size
@@ -51,7 +59,7 @@ class ServingModule(tf.Module):
 
     def _detect(self, encoded: tf.Tensor) -> Dict[str, tf.Tensor]:
         images, image_info = tf.map_fn(
-            lambda data: preprocess(data, self._image_size), encoded,
+            lambda data: preprocess(data, self._image_size, self._preprocessing), encoded,
             fn_output_signature=(tf.TensorSpec([self._image_size, self._image_size, 3], tf.float32),
                                  tf.TensorSpec([4, 2], tf.float32)))
         detections = self._holder.model(images, image_info, training=False)["detections"]

@@ -116,6 +116,20 @@ class PostprocessConfig:
 
 
 @dataclasses.dataclass
+class PreprocessingConfig:
+    """How an image becomes the model's input; training, evaluation and serving share it."""
+    # True: TensorFlow 2's bilinear resize (half-pixel centres); False: the TF1 resize
+    # (tf.compat.v1.image.resize_images) of tensorflow/tpu's parsers.
+    resize_half_pixel_centers: bool = True
+    # False: the padding is black before normalising; True: it is 0 after normalising (the
+    # ImageNet mean colour), as tensorflow/tpu's parsers pad.
+    pad_with_mean: bool = False
+    # False: proposals and detections are clipped to the scaled image inside the padded
+    # input; True: to the whole padded input, as tensorflow/tpu's models clip.
+    clip_boxes_to_input: bool = False
+
+
+@dataclasses.dataclass
 class ModelConfig:
     num_classes: int = 47  # including background
     num_attributes: int = 341
@@ -129,6 +143,7 @@ class ModelConfig:
     mask_head: MaskHeadConfig = dataclasses.field(default_factory=MaskHeadConfig)
     attribute_head: AttributeHeadConfig = dataclasses.field(default_factory=AttributeHeadConfig)
     postprocess: PostprocessConfig = dataclasses.field(default_factory=PostprocessConfig)
+    preprocessing: PreprocessingConfig = dataclasses.field(default_factory=PreprocessingConfig)
     l2_weight_decay: float = 4e-5
     bfloat16: bool = False
     # True: RoIAlign by gathers and padded NMS, which TPUs run; False: TensorFlow's

@@ -17,9 +17,12 @@ def horizontal_flip(image: tf.Tensor, boxes: tf.Tensor, masks: tf.Tensor
 
 
 def resize_and_crop(image: tf.Tensor, output_size: Tuple[int, int], scale_min: float = 1.0,
-                    scale_max: float = 1.0, seed=None) -> Tuple[tf.Tensor, tf.Tensor]:
+                    scale_max: float = 1.0, seed=None, half_pixel_centers: bool = True
+                    ) -> Tuple[tf.Tensor, tf.Tensor]:
     """Scales an image to fit ``output_size * s`` (s uniform in [scale_min, scale_max]),
     crops a random window of at most ``output_size`` when larger, and pads to it.
+    Bilinear resize with half-pixel centres (TensorFlow 2), or without them
+    (``half_pixel_centers=False``: TF1's resize_images, which tensorflow/tpu's parsers use).
 
     Args:
       image: float [H, W, C].
@@ -45,13 +48,28 @@ def resize_and_crop(image: tf.Tensor, output_size: Tuple[int, int], scale_min: f
         offset = tf.zeros([2], tf.float32)
     else:
         offset = tf.floor(room * tf.random.uniform([2], 0, 1, seed=seed))
-    resized = tf.image.resize(image, tf.cast(scaled, tf.int32), method="bilinear")
+    if half_pixel_centers:
+        resized = tf.image.resize(image, tf.cast(scaled, tf.int32), method="bilinear")
+    else:
+        resized = tf.compat.v1.image.resize_bilinear(
+            image[tf.newaxis], tf.cast(scaled, tf.int32), align_corners=False,
+            half_pixel_centers=False)[0]
     offset_int = tf.cast(offset, tf.int32)
     cropped = resized[offset_int[0]:offset_int[0] + output_size[0],
                       offset_int[1]:offset_int[1] + output_size[1], :]
     padded = tf.image.pad_to_bounding_box(cropped, 0, 0, output_size[0], output_size[1])
     image_info = tf.stack([original, scaled, image_scale, offset])
     return padded, image_info
+
+
+def zero_padding(image: tf.Tensor, image_info: tf.Tensor) -> tf.Tensor:
+    """``image`` [H, W, C] with the padding that ``resize_and_crop`` added set to 0 (applied
+    after normalising, this pads with the mean colour)."""
+    valid = tf.cast(tf.minimum(image_info[1] - image_info[3],
+                               tf.cast(tf.shape(image)[:2], tf.float32)), tf.int32)
+    rows = tf.range(tf.shape(image)[0])[:, tf.newaxis] < valid[0]
+    columns = tf.range(tf.shape(image)[1])[tf.newaxis, :] < valid[1]
+    return tf.where(tf.logical_and(rows, columns)[..., tf.newaxis], image, tf.zeros_like(image))
 
 
 def identity_image_info(size: int, batch: Optional[int] = None) -> tf.Tensor:

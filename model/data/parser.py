@@ -57,6 +57,8 @@ class ParserSettings:
     include_masks: bool = True
     autoaugment_policy: str = "none"  # "none" or a policy of model.data.autoaugment
     apply_autoaugment_after_resizing: bool = True
+    resize_half_pixel_centers: bool = True  # model.preprocessing
+    pad_with_mean: bool = False  # model.preprocessing
     # Empty: the records' labels are model classes. Else the records hold dataset category
     # ids and these are the label map's ids, ascending (``LabelMap.categories``).
     category_ids: Tuple[int, ...] = ()
@@ -72,7 +74,9 @@ class ParserSettings:
                    aug_scale_max=data.aug_scale_max, max_num_instances=data.max_num_instances,
                    mask_crop_size=data.mask_crop_size,
                    autoaugment_policy=data.autoaugment_policy,
-                   apply_autoaugment_after_resizing=data.apply_autoaugment_after_resizing)
+                   apply_autoaugment_after_resizing=data.apply_autoaugment_after_resizing,
+                   resize_half_pixel_centers=config.model.preprocessing.resize_half_pixel_centers,
+                   pad_with_mean=config.model.preprocessing.pad_with_mean)
 
 
 class Parser:
@@ -112,7 +116,9 @@ class Parser:
                 lambda: (image, boxes, masks))
         scale_min, scale_max = ((settings.aug_scale_min, settings.aug_scale_max) if training
                                 else (1.0, 1.0))
-        image, image_info = augment.resize_and_crop(image, settings.output_size, scale_min, scale_max)
+        image, image_info = augment.resize_and_crop(
+            image, settings.output_size, scale_min, scale_max,
+            half_pixel_centers=settings.resize_half_pixel_centers)
         valid_size = tf.minimum(image_info[1] - image_info[3],
                                 tf.constant(settings.output_size, tf.float32))
         output_boxes = augment.clip_boxes(augment.boxes_to_output(boxes, image_info),
@@ -129,6 +135,8 @@ class Parser:
         if use_autoaugment and settings.apply_autoaugment_after_resizing:
             image, instances = self._autoaugment_resized(image, image_info, valid_size, instances)
         image = (image - IMAGENET_MEAN) / IMAGENET_STD
+        if settings.pad_with_mean:
+            image = augment.zero_padding(image, image_info)
 
         output_boxes = instances["boxes"]
         labels = {
