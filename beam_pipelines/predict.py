@@ -1,6 +1,7 @@
 """Batch prediction: images or TFRecords -> RunInference -> JSON Lines with COCO RLE masks.
 
-  python -m beam_pipelines.predict --model SAVED_MODEL_DIR \
+  python -m beam_pipelines.predict (--model SAVED_MODEL_DIR | --checkpoint PREFIX --config YAML
+      [--label_map JSON] [--image_size N] [--imported_model DIR]) \
       (--images DIR_OR_GLOB | --images_manifest FILE [--images DIR] | --tfrecords GLOB) \
       --output PREFIX \
       [--min_score_threshold 0.05] [--attribute_threshold 0.5] [--batch_size 8] \
@@ -34,8 +35,8 @@ from apache_beam.io import fileio
 from apache_beam.io.filesystems import CompressionTypes, FileSystems
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 
-from beam_pipelines import (bigquery_output, image_paths, launcher, output_prefix, predict_inputs,
-                            predict_outputs, rle)
+from beam_pipelines import (bigquery_output, image_paths, launcher, model_source, output_prefix,
+                            predict_inputs, predict_outputs, rle)
 from beam_pipelines.dead_letters import ERRORS, WriteDeadLetters, errors_path, errors_sink_prefix
 from beam_pipelines.inference_handlers import (RetrySingly, SavedModelSignatureHandler,
                                                example_handler)
@@ -59,7 +60,7 @@ OUTPUTS = output_prefix.Outputs("--output", DETECTIONS_TEMPLATE,
 
 def parse_args(argv: Optional[Sequence[str]]) -> Tuple[argparse.Namespace, List[str]]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", required=True, help="SavedModel directory (local or gs://).")
+    model_source.add_flags(parser)
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--images", help="Directory of images, or a glob (local or gs://); "
                                          "filenames are paths below the directory / the glob's "
@@ -102,6 +103,7 @@ def parse_args(argv: Optional[Sequence[str]]) -> Tuple[argparse.Namespace, List[
     parser.add_argument("--notfx_bsl_handler", dest="tfx_bsl_handler", action="store_false",
                         help="--tfrecords: call the tf.Example signature with tf.saved_model.load.")
     args, beam_args = parser.parse_known_args(argv)
+    model_source.check_flags(parser, args)
     if args.images_manifest and args.tfrecords:
         parser.error("--images_manifest lists images: it does not go with --tfrecords")
     if not (args.images or args.images_manifest or args.tfrecords):
@@ -222,6 +224,7 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = False) -
     args, beam_args = parse_args(argv)
     args.output_table = bigquery_output.checked_table(args.output_table, beam_args)
     earlier = output_prefix.check(OUTPUTS, args.output, args.overwrite)
+    args.model = model_source.saved_model(args, beam_args)
     handler = model_handler(args)
     _check_inputs_exist(args)
     output_prefix.remove(earlier)
