@@ -1,6 +1,7 @@
 """Regression check: does the model still find every expected mask?
 
-  python -m beam_pipelines.check --model SAVED_MODEL --images DIR --expected_masks DIR \
+  python -m beam_pipelines.check (--model SAVED_MODEL | --checkpoint PREFIX --config YAML
+      [--label_map JSON]) --images DIR --expected_masks DIR \
       [--min_iou 0.9] [--min_score_threshold 0.05] --out_qual DIR
 
 Expected masks are ``IMAGE_CATEGORY.png``, ``IMAGE_CATEGORY.npy`` or, for several
@@ -37,6 +38,7 @@ from apache_beam.io.filesystems import FileSystems
 from PIL import Image
 from pycocotools import mask as coco_mask
 
+from beam_pipelines import model_source
 from beam_pipelines.predict_inputs import checked_image
 from beam_pipelines.predict_outputs import LABEL_MAP_ASSET
 from model.dataset.image_files import DEFAULT_MAX_PIXELS
@@ -206,13 +208,15 @@ def write_every_detection(picture: Image.Image, detections: List[Dict], names: D
 def run(argv: Optional[Sequence[str]] = None) -> List[str]:
     """Checks every expected mask; returns the names of the missing ones."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", required=True)
+    model_source.add_flags(parser)
     parser.add_argument("--images", required=True, help="directory of the images")
     parser.add_argument("--expected_masks", required=True, help="directory of expected masks")
     parser.add_argument("--min_iou", type=float, default=0.9)
     parser.add_argument("--min_score_threshold", type=float, default=0.05)
     parser.add_argument("--out_qual", required=True, help="directory for the overlay PNGs")
     args = parser.parse_args(argv)
+    model_source.check_flags(parser, args)
+    args.model = model_source.saved_model(args, [])
     check_signature(args.model, IMAGE_SIGNATURE, IMAGE_INPUT)
     label_map = read_label_map(args.model)
     expected = find_expected(args.expected_masks, sorted(os.listdir(args.images)), label_map)

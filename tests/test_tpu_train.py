@@ -97,6 +97,29 @@ def test_export_from_the_checkpoint_predicts_a_training_image(trained, dataset, 
     assert set(outputs["detection_classes"][0, :count].numpy().tolist()) <= dataset_categories
 
 
+def test_predict_straight_from_the_model_dir_checkpoint(trained, dataset, tmp_path, capsys):
+    """beam_pipelines.predict --checkpoint --config: the launcher exports the checkpoint (its
+    labels.json beside it) and predicts what the exported SavedModel predicts."""
+    export_dir = str(tmp_path / "saved_model")
+    _run("--mode", "export", "--config", "tiny", "--model_dir", trained, "--export_dir",
+         export_dir, *_override_flags(SHORT))
+    from_model, from_checkpoint = str(tmp_path / "a" / "pred"), str(tmp_path / "b" / "pred")
+    predict.run(["--model", export_dir, "--images", dataset["images"], "--output", from_model,
+                 "--num_shards", "1"])
+    imported = str(tmp_path / "imported")
+    predict.run(["--checkpoint", tf.train.latest_checkpoint(trained), "--config", "tiny",
+                 "--imported_model", imported, "--images", dataset["images"],
+                 "--output", from_checkpoint, "--num_shards", "1"])
+    assert "SavedModel from --checkpoint" in capsys.readouterr().out
+    expected, actual = read_detections(from_model), read_detections(from_checkpoint)
+    assert len(expected) >= 24
+    key = lambda row: (row["filename"], row["category_id"], round(row["score"], 4))  # noqa: E731
+    assert sorted(map(key, actual)) == sorted(map(key, expected))
+    with open(os.path.join(imported, "assets", "labels.json")) as stream, \
+            open(os.path.join(trained, "labels.json")) as original:
+        assert json.load(stream)["categories"] == json.load(original)["categories"]
+
+
 def test_eval_writes_coco_metrics(trained, dataset):
     _run("--mode", "eval", "--config", "tiny", "--model_dir", trained,
          "--eval_file_pattern", dataset["pattern"], "--eval_annotations_file", dataset["json"],
