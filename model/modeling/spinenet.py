@@ -85,7 +85,7 @@ RESAMPLE_POOLINGS = ("chained", "single")
 def _conv(filters: int, kernel: int, name: str, stride: int = 1,
           padding: str = "same") -> tf.keras.layers.Conv2D:
     """A conv without bias; with ``padding="fixed"`` and stride > 1 it convolves VALID and
-    its caller pads the input with ``_fixed_pad``."""
+    ``_strided_conv`` pads its input first."""
     return tf.keras.layers.Conv2D(
         filters, kernel, strides=stride, use_bias=False, name=name,
         padding="valid" if (padding == "fixed" and stride > 1) else "same",
