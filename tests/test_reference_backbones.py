@@ -10,7 +10,10 @@ so the test needs neither the reference code nor a checkpoint.
 Tolerance: float32 gives the same numbers up to summation order (oneDNN and Eigen
 convolutions, fused and unfused batch norm); over 50-150 layers that leaves at most
 5.3e-6 of each level's largest magnitude (measured on all six architectures, 256x256,
-two images). The test allows 1e-4 of it. Each layout switch moves features by far more
+two images, float32 features). Fixtures may store features as float16, rounded to half
+an ulp (2**-11 of each value); beyond that rounding the fp_r50fpn fixture's features
+differ from ours by at most 1.7e-6 of the scale. The test allows 1e-4 of the scale
+beyond the storage rounding. Each layout switch moves features by far more
 (measured, max difference over the scale): ResNet stem pool "pad1" 0.07-0.1 on every
 level; SpineNet-49 "same" strided padding 0.3-0.4, ReLU for swish 0.15-0.24, "chained"
 resample pooling 0.004 (level 7, the one block that goes down three levels); batch-norm
@@ -64,7 +67,7 @@ REFERENCE_SIZES = {
     "imat_sn143": (1120, 60_413_888),
 }
 
-TOLERANCE = 1e-4  # of each level's largest reference magnitude
+TOLERANCE = 1e-4  # of each level's largest reference magnitude, beyond the storage rounding
 
 
 def _sections(config):
@@ -158,6 +161,11 @@ def test_features_equal_the_reference(arch):
         ours = features[level].numpy()
         assert ours.shape == expected.shape, level
         scale = float(np.abs(expected).max())
-        worst = float(np.abs(ours - expected).max())
+        # Stored float16 features are the reference's rounded to half an ulp of each value.
+        stored = np.finfo(expected.dtype).eps / 2 if expected.dtype != np.float32 else 0.0
+        expected = expected.astype(np.float32)
+        excess = np.abs(ours - expected) - stored * np.abs(expected)
+        worst = float(excess.max())
         assert worst <= TOLERANCE * scale, (
-            f"{arch} level {level}: max abs difference {worst:.4g}, scale {scale:.4g}")
+            f"{arch} level {level}: max abs difference beyond storage rounding {worst:.4g}, "
+            f"scale {scale:.4g}")
