@@ -12,6 +12,12 @@ class SpineNetConfig:
     model_id: str = "49"  # "49S", "49", "96" or "143" (scaling of the SpineNet-49 specification)
     activation: str = "relu"  # "relu" or "swish"
     stochastic_depth_rate: float = 0.0  # drop rate of the last block's residual branch (training)
+    # Stride-2 convs (stem, resampling): "same" (TF SAME padding) or "fixed" (pad (k-1)//2
+    # before, the rest after, then VALID: tensorflow/tpu's SpineNet).
+    strided_conv_padding: str = "same"
+    # Going down 3+ levels: "chained" 3x3/2 max pools, or "single": one max pool of stride
+    # 2**(change-1), size 3 (change 2) or 5 (tensorflow/tpu's SpineNet).
+    resample_pooling: str = "chained"
 
 
 @dataclasses.dataclass
@@ -20,6 +26,9 @@ class BackboneConfig:
     depth: int = 50  # ResNet: 18, 34, 50 or 101
     width_multiplier: float = 1.0  # ResNet: scales every stage's filters (small models)
     freeze_bn: bool = False  # ResNet
+    # ResNet stem max pool: "pad1" (one zero row/column each side, VALID) or "same"
+    # (TF SAME padding: tensorflow/tpu's ResNet).
+    stem_pool_padding: str = "pad1"
     spinenet: SpineNetConfig = dataclasses.field(default_factory=SpineNetConfig)
 
 
@@ -39,6 +48,11 @@ class FpnConfig:
     min_level: int = 2
     max_level: int = 6
     num_filters: int = 256
+    # Levels above the backbone's (fpn type): "max_pool" (1x1/2 subsampling of the level
+    # below) or "conv" (3x3/2 conv with bias of the level below, ReLU first from the second
+    # such level: tensorflow/tpu's P6/P7).
+    extra_levels: str = "max_pool"
+    use_bn: bool = False  # fpn type: batch norm without activation on every output level
 
 
 @dataclasses.dataclass

@@ -95,19 +95,21 @@ def _backbone(config: ModelConfig) -> tf.keras.layers.Layer:
     backbone = config.backbone
     if backbone.type == "resnet":
         return ResNet(backbone.depth, backbone.width_multiplier, backbone.freeze_bn, config.norm,
-                      name="backbone")
+                      stem_pool_padding=backbone.stem_pool_padding, name="backbone")
     if backbone.type == "spinenet":
         settings = backbone.spinenet
         return SpineNet(settings.model_id, config.norm, settings.activation,
                         settings.stochastic_depth_rate, config.fpn.min_level, config.fpn.max_level,
-                        name="backbone")
+                        strided_conv_padding=settings.strided_conv_padding,
+                        resample_pooling=settings.resample_pooling, name="backbone")
     raise ValueError(f"unknown backbone type {backbone.type!r}")
 
 
 def _multilevel_features(config: ModelConfig) -> tf.keras.layers.Layer:
     fpn = config.fpn
     if fpn.type == "fpn":
-        return Fpn(fpn.min_level, fpn.max_level, fpn.num_filters, name="fpn")
+        return Fpn(fpn.min_level, fpn.max_level, fpn.num_filters, extra_levels=fpn.extra_levels,
+                   use_bn=fpn.use_bn, norm=config.norm, name="fpn")
     if fpn.type == "identity":
         spinenet = config.backbone.spinenet
         if (config.backbone.type != "spinenet" or spinenet.model_id not in SCALINGS

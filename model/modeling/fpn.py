@@ -1,18 +1,31 @@
 """Feature pyramid network: lateral 1x1 + top-down upsampling + 3x3 output convs.
 
 Input {level: [B, H_l, W_l, C_l]} for backbone levels; output {level: [B, H_l,
-W_l, num_filters]} for min_level..max_level, levels above the backbone's made
-by stride-2 max pooling (as for P6 in Mask R-CNN).
+W_l, num_filters]} for min_level..max_level. Levels above the backbone's are made
+from the level below either by stride-2 max pooling (as for P6 in Mask R-CNN,
+``extra_levels="max_pool"``) or by a 3x3 stride-2 convolution with bias, ReLU
+before all but the first such convolution (RetinaNet's P6/P7, as tensorflow/tpu's
+detection FPN, ``extra_levels="conv"``). ``use_bn`` adds batch normalisation without
+activation on every output level, after the extra levels are made from the
+un-normalised ones (tensorflow/tpu).
 """
-from typing import Dict
+from typing import Dict, Optional
 
 import tensorflow as tf
+
+from model.config.schema import NormConfig
+from model.modeling.norm import batch_norm
+
+EXTRA_LEVELS = ("max_pool", "conv")
 
 
 class Fpn(tf.keras.layers.Layer):
     def __init__(self, min_level: int, max_level: int, num_filters: int, backbone_max_level: int = 5,
-                 **kwargs):
+                 extra_levels: str = "max_pool", use_bn: bool = False,
+                 norm: Optional[NormConfig] = None, **kwargs):
         super().__init__(**kwargs)
+        if extra_levels not in EXTRA_LEVELS:
+            raise ValueError(f"fpn extra_levels must be one of {EXTRA_LEVELS}, got {extra_levels!r}")
         self._min_level = min_level
         self._max_level = max_level
         self._top = min(max_level, backbone_max_level)
@@ -21,8 +34,15 @@ class Fpn(tf.keras.layers.Layer):
         self._output = {level: tf.keras.layers.Conv2D(num_filters, 3, padding="same",
                                                       name=f"output_p{level}")
                         for level in range(min_level, self._top + 1)}
+        self._extra = ({level: tf.keras.layers.Conv2D(num_filters, 3, strides=2, padding="same",
+                                                      name=f"extra_p{level}")
+                        for level in range(self._top + 1, max_level + 1)}
+                       if extra_levels == "conv" else None)
+        norm = norm or NormConfig()
+        self._bn = ({level: batch_norm(norm, f"bn_p{level}")
+                     for level in range(min_level, max_level + 1)} if use_bn else None)
 
-    def call(self, features: Dict[int, tf.Tensor]) -> Dict[int, tf.Tensor]:
+    def call(self, features: Dict[int, tf.Tensor], training=None) -> Dict[int, tf.Tensor]:
         merged = self._lateral[self._top](features[self._top])
         outputs = {self._top: self._output[self._top](merged)}
         for level in range(self._top - 1, self._min_level - 1, -1):
@@ -31,7 +51,15 @@ class Fpn(tf.keras.layers.Layer):
             merged = lateral + upsampled[:, :tf.shape(lateral)[1], :tf.shape(lateral)[2], :]
             outputs[level] = self._output[level](merged)
         for level in range(self._top + 1, self._max_level + 1):
-            outputs[level] = tf.nn.max_pool2d(outputs[level - 1], 1, 2, "VALID")
+            if self._extra is None:
+                outputs[level] = tf.nn.max_pool2d(outputs[level - 1], 1, 2, "VALID")
+            else:
+                below = outputs[level - 1]
+                outputs[level] = self._extra[level](tf.nn.relu(below) if level > self._top + 1
+                                                    else below)
+        if self._bn is not None:
+            outputs = {level: self._bn[level](value, training=training)
+                       for level, value in outputs.items()}
         return dict(sorted(outputs.items()))
 
 

@@ -1,6 +1,11 @@
 """ResNet-18/34/50/101 backbone (Keras layers) returning multilevel features.
 
 Output: {level: float [B, H / 2**level, W / 2**level, C_level]} for levels 2..5.
+
+``stem_pool_padding`` places the stem's 3x3 stride-2 max pool: "pad1" pads one row and
+column on each side and pools VALID (windows centred on even pixels); "same" uses
+TensorFlow's SAME padding (no row before, one after for even sides: windows start at
+even pixels), as tensorflow/tpu's detection ResNet.
 """
 from typing import Dict
 
@@ -76,12 +81,19 @@ class _Block(tf.keras.layers.Layer):
         return tf.nn.relu(x + shortcut)
 
 
+STEM_POOL_PADDINGS = ("pad1", "same")
+
+
 class ResNet(tf.keras.layers.Layer):
     def __init__(self, depth: int = 50, width_multiplier: float = 1.0, freeze_bn: bool = False,
-                 norm: NormConfig = NormConfig(), **kwargs):
+                 norm: NormConfig = NormConfig(), stem_pool_padding: str = "pad1", **kwargs):
         super().__init__(**kwargs)
         if depth not in _SPECS:
             raise ValueError(f"ResNet depth must be one of {sorted(_SPECS)}, got {depth}")
+        if stem_pool_padding not in STEM_POOL_PADDINGS:
+            raise ValueError(f"ResNet stem_pool_padding must be one of {STEM_POOL_PADDINGS}, "
+                             f"got {stem_pool_padding!r}")
+        self._stem_pool_padding = stem_pool_padding
         kind, repeats = _SPECS[depth]
         width = lambda filters: max(8, int(round(filters * width_multiplier)))  # noqa: E731
         self._stem_conv = _conv(width(64), 7, 2, "stem_conv")
@@ -98,7 +110,10 @@ class ResNet(tf.keras.layers.Layer):
     def call(self, images, training=None) -> Dict[int, tf.Tensor]:
         x = self._stem_conv(_pad_for_stride(images, 7))
         x = tf.nn.relu(self._stem_bn(x, training=training))
-        x = tf.nn.max_pool2d(tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]]), 3, 2, "VALID")
+        if self._stem_pool_padding == "same":
+            x = tf.nn.max_pool2d(x, 3, 2, "SAME")
+        else:
+            x = tf.nn.max_pool2d(tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]]), 3, 2, "VALID")
         features = {}
         for level, blocks in enumerate(self._stages, start=2):
             for block in blocks:

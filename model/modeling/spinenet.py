@@ -11,6 +11,15 @@ Each output level then gets a 1x1 conv to ``endpoint_filters`` channels.
 
 Output: {level: float [B, H / 2**level, W / 2**level, endpoint_filters]} for levels 3..7,
 ready for the RPN and RoI heads without an FPN. Input sides must be multiples of 2**7.
+
+Two switches choose between layouts with the same variables:
+``strided_conv_padding`` "same" pads the stride-2 convolutions (stem, resampling) as
+TensorFlow's SAME (for even sides one row after, none before, for the 3x3; two before
+and three after for the 7x7); "fixed" pads (k - 1) // 2 before and the rest after and
+convolves VALID, as tensorflow/tpu's conv2d_fixed_padding. ``resample_pooling``
+"chained" goes down more than one level by repeated 3x3/2 max pools after the
+stride-2 convolution; "single" uses one max pool of stride 2**(change - 1), size 3 for
+a change of two levels and 5 for more, as tensorflow/tpu's resample_with_alpha.
 """
 import dataclasses
 from typing import Dict, List, Tuple
@@ -69,12 +78,27 @@ SCALINGS = {
 }
 
 _ACTIVATIONS = {"relu": tf.nn.relu, "swish": tf.nn.swish}
+STRIDED_CONV_PADDINGS = ("same", "fixed")
+RESAMPLE_POOLINGS = ("chained", "single")
 
 
-def _conv(filters: int, kernel: int, name: str, stride: int = 1) -> tf.keras.layers.Conv2D:
+def _conv(filters: int, kernel: int, name: str, stride: int = 1,
+          padding: str = "same") -> tf.keras.layers.Conv2D:
+    """A conv without bias; with ``padding="fixed"`` and stride > 1 it convolves VALID and
+    ``_strided_conv`` pads its input first."""
     return tf.keras.layers.Conv2D(
-        filters, kernel, strides=stride, padding="same", use_bias=False, name=name,
+        filters, kernel, strides=stride, use_bias=False, name=name,
+        padding="valid" if (padding == "fixed" and stride > 1) else "same",
         kernel_initializer=tf.keras.initializers.VarianceScaling(2.0, "fan_out"))
+
+
+def _strided_conv(conv: tf.keras.layers.Conv2D, x: tf.Tensor) -> tf.Tensor:
+    """Applies a stride-2 conv made by ``_conv``: pads first when it convolves VALID."""
+    if conv.padding == "valid":
+        total = conv.kernel_size[0] - 1
+        x = tf.pad(x, [[0, 0], [total // 2, total - total // 2],
+                       [total // 2, total - total // 2], [0, 0]])
+    return conv(x)
 
 
 def _nearest_upsample(x: tf.Tensor, factor: int) -> tf.Tensor:
@@ -125,11 +149,14 @@ class Resample(tf.keras.layers.Layer):
     """Brings a parent block to a target block's level and width (last BN, no activation)."""
 
     def __init__(self, parent_filters: int, level_change: int, target_channels: int,
-                 norm: NormConfig, activation, **kwargs):
+                 norm: NormConfig, activation, strided_conv_padding: str = "same",
+                 pooling: str = "chained", **kwargs):
         super().__init__(**kwargs)
         self._reduce = (_conv(parent_filters, 1, "reduce"), batch_norm(norm, "reduce_bn"))
-        self._down = ((_conv(parent_filters, 3, "down", stride=2), batch_norm(norm, "down_bn"))
+        self._down = ((_conv(parent_filters, 3, "down", stride=2, padding=strided_conv_padding),
+                       batch_norm(norm, "down_bn"))
                       if level_change > 0 else None)
+        self._pooling = pooling
         self._level_change = level_change
         self._expand = (_conv(target_channels, 1, "expand"), batch_norm(norm, "expand_bn"))
         self._activation = activation
@@ -139,9 +166,13 @@ class Resample(tf.keras.layers.Layer):
         x = self._activation(norm(conv(inputs), training=training))
         if self._down is not None:
             conv, norm = self._down
-            x = self._activation(norm(conv(x), training=training))
-            for _ in range(self._level_change - 1):
-                x = tf.nn.max_pool2d(x, 3, 2, "SAME")
+            x = self._activation(norm(_strided_conv(conv, x), training=training))
+            if self._pooling == "single" and self._level_change > 1:
+                x = tf.nn.max_pool2d(x, 3 if self._level_change == 2 else 5,
+                                     2 ** (self._level_change - 1), "SAME")
+            elif self._level_change > 1:
+                for _ in range(self._level_change - 1):
+                    x = tf.nn.max_pool2d(x, 3, 2, "SAME")
         elif self._level_change < 0:
             x = _nearest_upsample(x, 2 ** -self._level_change)
         conv, norm = self._expand
@@ -168,13 +199,22 @@ class SpineNet(tf.keras.layers.Layer):
       stochastic_depth_rate: drop rate of the last block's residual branches in training,
         growing linearly from 0 over the blocks.
       blocks: the permutation; the SpineNet-49 one unless exploring others.
+      strided_conv_padding, resample_pooling: see the module's docstring.
     """
 
     def __init__(self, model_id: str = "49", norm: NormConfig = NormConfig(),
                  activation: str = "relu", stochastic_depth_rate: float = 0.0,
                  min_level: int = 3, max_level: int = 7,
-                 blocks: Tuple[BlockSpec, ...] = SPINENET_49_BLOCKS, **kwargs):
+                 blocks: Tuple[BlockSpec, ...] = SPINENET_49_BLOCKS,
+                 strided_conv_padding: str = "same", resample_pooling: str = "chained",
+                 **kwargs):
         super().__init__(**kwargs)
+        if strided_conv_padding not in STRIDED_CONV_PADDINGS:
+            raise ValueError(f"strided_conv_padding must be one of {STRIDED_CONV_PADDINGS}, "
+                             f"got {strided_conv_padding!r}")
+        if resample_pooling not in RESAMPLE_POOLINGS:
+            raise ValueError(f"resample_pooling must be one of {RESAMPLE_POOLINGS}, "
+                             f"got {resample_pooling!r}")
         if model_id not in SCALINGS:
             raise ValueError(f"SpineNet model_id must be one of {sorted(SCALINGS)}, "
                              f"got {model_id!r}")
@@ -190,7 +230,7 @@ class SpineNet(tf.keras.layers.Layer):
         self._levels = range(min_level, max_level + 1)
         width = lambda level: int(LEVEL_FILTERS[level] * scaling.filter_scale)  # noqa: E731
 
-        self._stem_conv = _conv(64, 7, "stem_conv", stride=2)
+        self._stem_conv = _conv(64, 7, "stem_conv", stride=2, padding=strided_conv_padding)
         self._stem_bn = batch_norm(norm, "stem_bn")
         self._stem_groups = [self._group("bottleneck", width(2), 64 if i == 0 else 4 * width(2),
                                          norm, 0.0, f"stem_block{i}") for i in range(2)]
@@ -205,6 +245,7 @@ class SpineNet(tf.keras.layers.Layer):
                 parent_width = parent.channels / (4 if parent.kind == "bottleneck" else 1)
                 pair.append(Resample(int(parent_width * scaling.resample_alpha),
                                      spec.level - parent.level, channels, norm, self._act,
+                                     strided_conv_padding, resample_pooling,
                                      name=f"block{index}_resample{slot}"))
                 parent.readers += 1
             extras = []
@@ -239,7 +280,7 @@ class SpineNet(tf.keras.layers.Layer):
         return x
 
     def call(self, images, training=None) -> Dict[int, tf.Tensor]:
-        x = self._act(self._stem_bn(self._stem_conv(images), training=training))
+        x = self._act(self._stem_bn(_strided_conv(self._stem_conv, images), training=training))
         x = tf.nn.max_pool2d(x, 3, 2, "SAME")
         net = []
         for group in self._stem_groups:
@@ -250,7 +291,10 @@ class SpineNet(tf.keras.layers.Layer):
                                                        self._block_groups):
             parents = [resample(net[i], training=training) for resample, i in zip(pair, inputs)]
             parents += [net[i] for i in extras]
-            x = self._run(group, self._act(tf.add_n(parents)), training)
+            total = parents[0]
+            for parent in parents[1:]:  # in order, as the reference sums them
+                total = total + parent
+            x = self._run(group, self._act(total), training)
             net.append(x)
             if spec.is_output:
                 outputs[spec.level] = x
