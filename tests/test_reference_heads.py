@@ -149,7 +149,15 @@ def compare(fixture_dir):
 
     # Detections: every reference one with score >= 0.05 has a counterpart of ours.
     detections = {key: value.numpy() for key, value in outputs["detections"].items()}
-    missing, extra, worst = 0, 0, {"iou": 1.0, "score": 0.0, "mask": 0.0, "attribute": 0.0}
+    # Boxes clipped flat onto the image border (under a pixel wide) have IoUs that a 1e-5
+    # pixel change flips, so NMS may keep or drop them either way; they are not required
+    # to match, and one of ours kept where the reference dropped one can push the
+    # reference's last detection out of a full list (excused at the list's end only).
+    missing, extra, excused = 0, 0, 0
+    worst = {"iou": 1.0, "score": 0.0, "mask": 0.0, "attribute": 0.0}
+    flat = lambda boxes: np.minimum(boxes[..., 2] - boxes[..., 0],  # noqa: E731
+                                    boxes[..., 3] - boxes[..., 1]) < 1.0
+    max_detections = detections["scores"].shape[1]
     for image in range(batch):
         wanted = np.nonzero(reference["detection_scores"][image] >= 0.05)[0]
         mine = np.nonzero(detections["scores"][image] > 0)[0]
@@ -162,7 +170,13 @@ def compare(fixture_dir):
                                   - reference["detection_scores"][image][index]) <= 0.005
                           and j not in used]
             if not candidates or max(candidates)[0] < 0.99:
-                missing += 1
+                full = len(mine) == max_detections
+                last = detections["scores"][image][mine].min() if len(mine) else 0.0
+                score = reference["detection_scores"][image][index]
+                if flat(reference["detection_boxes"][image][index]) or (full and score <= last + 0.005):
+                    excused += 1
+                else:
+                    missing += 1
                 continue
             best_iou, column = max(candidates)
             j = mine[column]
@@ -176,9 +190,10 @@ def compare(fixture_dir):
                 worst["attribute"] = max(worst["attribute"], np.abs(
                     detections["attribute_probabilities"][image][j]
                     - reference["detection_attributes"][image][index]).max())
-        extra += sum(1 for j in mine if j not in used and detections["scores"][image][j] > 0.1)
+        extra += sum(1 for j in mine if j not in used and detections["scores"][image][j] > 0.1
+                     and not flat(detections["boxes"][image][j]))
         result.setdefault("detections", []).append(len(wanted))
-    result.update(missing=missing, extra=extra, **{f"detection_{k}": v for k, v in worst.items()})
+    result.update(missing=missing, extra=extra, excused=excused, **{f"detection_{k}": v for k, v in worst.items()})
     return result
 
 

@@ -141,7 +141,8 @@ class PostprocessConfig:
     max_detections: int = 100
     # "continuous": sizes ymax - ymin, boxes clipped to [0, size]; "pixel_plus_one":
     # tensorflow/tpu's box_utils (sizes ymax - ymin + 1, clipped to [0, size - 1]). Used by
-    # proposals and detections (training targets keep "continuous").
+    # proposals, detections and the box head's training targets (the RPN's targets stay
+    # "continuous", as tensorflow/tpu's anchor labeler encodes them).
     box_coding: str = "continuous"
 
 

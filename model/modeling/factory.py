@@ -35,7 +35,8 @@ def build_model(config: ModelConfig, image_size: int) -> AttributeMaskRCNN:
         **parts,
         anchors=multilevel_anchors(config.fpn.min_level, config.fpn.max_level,
                                    (image_size, image_size), anchor.num_scales,
-                                   anchor.aspect_ratios, anchor.anchor_size),
+                                   anchor.aspect_ratios, anchor.anchor_size,
+                                   tpu_rounding=proposals.proposal_style == "tpu"),
         anchor_sampler=_same_named_fields(rpn.AnchorSampler, config.rpn),
         train_proposals=rpn.ProposalSettings(proposals.train_pre_nms_top_k,
                                              proposals.train_post_nms_top_k, proposals.nms_iou,
@@ -43,7 +44,9 @@ def build_model(config: ModelConfig, image_size: int) -> AttributeMaskRCNN:
         test_proposals=rpn.ProposalSettings(proposals.test_pre_nms_top_k,
                                             proposals.test_post_nms_top_k, proposals.nms_iou,
                                             proposals.min_box_size, **proposal_style),
-        roi_sampler=_same_named_fields(roi_targets.RoiSampler, config.roi_sampler),
+        roi_sampler=dataclasses.replace(
+            _same_named_fields(roi_targets.RoiSampler, config.roi_sampler),
+            plus_one=proposal_style["plus_one"]),
         mask_sampler=_same_named_fields(roi_targets.MaskSampler, config.mask_head),
         detection=_same_named_fields(postprocess.DetectionSettings, config.postprocess),
         roi_features=RoiFeatures(_roi_align(config), config.box_head.roi_size,
@@ -155,7 +158,8 @@ def _multilevel_features(config: ModelConfig) -> tf.keras.layers.Layer:
 def _same_named_fields(settings_class, section):
     """A frozen settings object whose fields are copied from the config section's same names."""
     return settings_class(**{field.name: getattr(section, field.name)
-                             for field in dataclasses.fields(settings_class)})
+                             for field in dataclasses.fields(settings_class)
+                             if hasattr(section, field.name)})
 
 
 @contextlib.contextmanager

@@ -38,11 +38,19 @@ def _centre_size(boxes: tf.Tensor):
     return ymin + 0.5 * height, xmin + 0.5 * width, height, width
 
 
+def _plus_one_centre_size(boxes: tf.Tensor):
+    ymin, xmin, ymax, xmax = tf.unstack(boxes, axis=-1)
+    height, width = ymax - ymin + 1.0, xmax - xmin + 1.0
+    return ymin + 0.5 * height, xmin + 0.5 * width, height, width
+
+
 def encode(boxes: tf.Tensor, references: tf.Tensor,
-           weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0)) -> tf.Tensor:
-    """Regression targets [..., 4] of ``boxes`` relative to same-shaped ``references``."""
-    y, x, h, w = _centre_size(boxes)
-    ya, xa, ha, wa = _centre_size(references)
+           weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0), plus_one: bool = False) -> tf.Tensor:
+    """Regression targets [..., 4] of ``boxes`` relative to same-shaped ``references``
+    (``plus_one``: sizes ymax - ymin + 1, tensorflow/tpu's ``box_utils.encode_boxes``)."""
+    centre_size = _plus_one_centre_size if plus_one else _centre_size
+    y, x, h, w = centre_size(boxes)
+    ya, xa, ha, wa = centre_size(references)
     ha, wa = tf.maximum(ha, 1e-6), tf.maximum(wa, 1e-6)
     h, w = tf.maximum(h, 1e-6), tf.maximum(w, 1e-6)
     return tf.stack([weights[0] * (y - ya) / ha, weights[1] * (x - xa) / wa,
@@ -55,12 +63,7 @@ def decode(deltas: tf.Tensor, references: tf.Tensor,
 
     ``plus_one``: tensorflow/tpu's legacy pixel convention, a box spanning pixels
     ymin..ymax has height ymax - ymin + 1 (references and results alike)."""
-    if plus_one:
-        ymin, xmin, ymax, xmax = tf.unstack(references, axis=-1)
-        ha, wa = ymax - ymin + 1.0, xmax - xmin + 1.0
-        ya, xa = ymin + 0.5 * ha, xmin + 0.5 * wa
-    else:
-        ya, xa, ha, wa = _centre_size(references)
+    ya, xa, ha, wa = (_plus_one_centre_size if plus_one else _centre_size)(references)
     dy, dx, dh, dw = tf.unstack(deltas, axis=-1)
     dy, dx = dy / weights[0], dx / weights[1]
     dh = tf.minimum(dh / weights[2], _MAX_LOG_SCALE)
