@@ -77,6 +77,13 @@ class RpnConfig:
     test_post_nms_top_k: int = 1000
     nms_iou: float = 0.7
     min_box_size: float = 0.0
+    # Reference-compatibility switches (defaults: this package's own behaviour).
+    conv_bias_with_bn: bool = False  # True: the 3x3 convs keep their bias before batch norm
+    activation: str = "relu"  # "relu" or "swish" after each 3x3 conv (and its batch norm)
+    # "default": top-k on logits, NMS keeps up to pre_nms_top_k per level;
+    # "tpu": tensorflow/tpu's multilevel_propose_rois (sigmoid, then top-k, NMS that
+    # never keeps boxes with no positive coordinate, per level at most post_nms_top_k).
+    proposal_style: str = "default"
 
 
 @dataclasses.dataclass
@@ -96,6 +103,8 @@ class BoxHeadConfig:
     fc_dims: int = 1024
     use_bn: bool = False
     roi_size: int = 7
+    conv_bias_with_bn: bool = False  # True: convs and fcs keep their bias before batch norm
+    activation: str = "relu"  # "relu" or "swish"
 
 
 @dataclasses.dataclass
@@ -106,6 +115,9 @@ class MaskHeadConfig:
     roi_size: int = 14
     mask_size: int = 28
     samples_per_image: int = 128
+    conv_bias_with_bn: bool = False  # True: convs and the deconv keep their bias before batch norm
+    deconv_bn: bool = False  # True: batch norm (with use_bn) + activation after the deconv
+    activation: str = "relu"  # "relu" or "swish"
 
 
 @dataclasses.dataclass
@@ -119,6 +131,20 @@ class AttributeHeadConfig:
     focal_alpha: float = 0.25
     focal_gamma: float = 2.0
     loss_weight: float = 1.0
+    # "mask_rois": its own convs + fc on the mask head's RoI features (this package, and the
+    # iMaterialist fork); "box_features": one dense layer on the box head's last fc
+    # (tensorflow/tpu's Fashionpedia model; num_convs, num_filters, fc_dims, use_bn unused).
+    placement: str = "mask_rois"
+    conv_bias_with_bn: bool = False  # True: convs and fc keep their bias before batch norm
+    activation: str = "relu"  # "relu" or "swish"
+
+
+@dataclasses.dataclass
+class RoiAlignConfig:
+    # "aligned": sampling_ratio^2 samples per bin with the half-pixel offset, zero outside
+    # (this package); "tpu": tensorflow/tpu's multilevel_crop_and_resize (one bilinear
+    # sample at each bin centre, no half-pixel offset, corners clamped to the map).
+    type: str = "aligned"
 
 
 @dataclasses.dataclass
@@ -127,6 +153,11 @@ class PostprocessConfig:
     score_threshold: float = 0.05
     nms_iou: float = 0.5
     max_detections: int = 100
+    # "continuous": sizes ymax - ymin, boxes clipped to [0, size]; "pixel_plus_one":
+    # tensorflow/tpu's box_utils (sizes ymax - ymin + 1, clipped to [0, size - 1]). Used by
+    # proposals, detections and the box head's training targets (the RPN's targets stay
+    # "continuous", as tensorflow/tpu's anchor labeler encodes them).
+    box_coding: str = "continuous"
 
 
 @dataclasses.dataclass
@@ -157,6 +188,7 @@ class ModelConfig:
     mask_head: MaskHeadConfig = dataclasses.field(default_factory=MaskHeadConfig)
     attribute_head: AttributeHeadConfig = dataclasses.field(default_factory=AttributeHeadConfig)
     postprocess: PostprocessConfig = dataclasses.field(default_factory=PostprocessConfig)
+    roi_align: RoiAlignConfig = dataclasses.field(default_factory=RoiAlignConfig)
     preprocessing: PreprocessingConfig = dataclasses.field(default_factory=PreprocessingConfig)
     l2_weight_decay: float = 4e-5
     bfloat16: bool = False

@@ -20,7 +20,8 @@ from model.modeling.maskrcnn import AttributeMaskRCNN, RoiFeatures
 from model.modeling.resnet import ResNet
 from model.modeling.spinenet import SCALINGS, SpineNet
 from model.ops.anchors import anchors_per_location, multilevel_anchors
-from model.ops.roi_align import multilevel_roi_align, multilevel_roi_align_by_crops
+from model.ops.roi_align import (multilevel_roi_align, multilevel_roi_align_by_crops,
+                                 multilevel_roi_align_tpu)
 
 
 def build_model(config: ModelConfig, image_size: int) -> AttributeMaskRCNN:
@@ -28,24 +29,54 @@ def build_model(config: ModelConfig, image_size: int) -> AttributeMaskRCNN:
     parts = build_parts(config)
     parts.setdefault("attribute_head", None)
     anchor, proposals, static = config.anchor, config.rpn, config.static_ops_for_tpu
+    proposal_style = dict(style=proposals.proposal_style,
+                          plus_one=_plus_one_box_coding(config.postprocess.box_coding))
     return AttributeMaskRCNN(
         **parts,
         anchors=multilevel_anchors(config.fpn.min_level, config.fpn.max_level,
                                    (image_size, image_size), anchor.num_scales,
-                                   anchor.aspect_ratios, anchor.anchor_size),
+                                   anchor.aspect_ratios, anchor.anchor_size,
+                                   tpu_rounding=proposals.proposal_style == "tpu"),
         anchor_sampler=_same_named_fields(rpn.AnchorSampler, config.rpn),
         train_proposals=rpn.ProposalSettings(proposals.train_pre_nms_top_k,
                                              proposals.train_post_nms_top_k, proposals.nms_iou,
-                                             proposals.min_box_size),
+                                             proposals.min_box_size, **proposal_style),
         test_proposals=rpn.ProposalSettings(proposals.test_pre_nms_top_k,
                                             proposals.test_post_nms_top_k, proposals.nms_iou,
-                                            proposals.min_box_size),
-        roi_sampler=_same_named_fields(roi_targets.RoiSampler, config.roi_sampler),
+                                            proposals.min_box_size, **proposal_style),
+        roi_sampler=dataclasses.replace(
+            _same_named_fields(roi_targets.RoiSampler, config.roi_sampler),
+            plus_one=proposal_style["plus_one"]),
         mask_sampler=_same_named_fields(roi_targets.MaskSampler, config.mask_head),
         detection=_same_named_fields(postprocess.DetectionSettings, config.postprocess),
-        roi_features=RoiFeatures(multilevel_roi_align if static else multilevel_roi_align_by_crops,
-                                 config.box_head.roi_size, config.mask_head.roi_size),
-        class_nms=postprocess.padded_class_nms if static else postprocess.combined_class_nms)
+        roi_features=RoiFeatures(_roi_align(config), config.box_head.roi_size,
+                                 config.mask_head.roi_size),
+        # Attributes on the box features need each detection's RoI, which only the padded
+        # NMS tells.
+        class_nms=postprocess.padded_class_nms if static or _attributes_on_boxes(config)
+        else postprocess.combined_class_nms)
+
+
+def _plus_one_box_coding(box_coding: str) -> bool:
+    if box_coding not in ("continuous", "pixel_plus_one"):
+        raise ValueError(f"unknown postprocess.box_coding {box_coding!r}")
+    return box_coding == "pixel_plus_one"
+
+
+def _roi_align(config: ModelConfig):
+    kind = config.roi_align.type
+    if kind == "aligned":
+        return multilevel_roi_align if config.static_ops_for_tpu else multilevel_roi_align_by_crops
+    if kind == "tpu":
+        return multilevel_roi_align_tpu
+    raise ValueError(f"unknown roi_align.type {kind!r} (aligned or tpu)")
+
+
+def _attributes_on_boxes(config: ModelConfig) -> bool:
+    placement = config.attribute_head.placement
+    if placement not in ("mask_rois", "box_features"):
+        raise ValueError(f"unknown attribute_head.placement {placement!r}")
+    return uses_attributes(config) and placement == "box_features"
 
 
 def uses_attributes(config: ModelConfig) -> bool:
@@ -65,16 +96,22 @@ def build_parts(config: ModelConfig) -> Dict[str, tf.keras.layers.Layer]:
             "rpn_head": RpnHead(anchors_per_location(config.anchor.num_scales,
                                                      config.anchor.aspect_ratios),
                                 rpn_config.num_convs, rpn_config.num_filters, rpn_config.use_bn,
-                                levels, config.norm, name="rpn_head"),
+                                levels, config.norm, rpn_config.conv_bias_with_bn,
+                                rpn_config.activation, name="rpn_head"),
             "box_head": BoxHead(config.num_classes, box.num_convs, box.conv_filters, box.num_fcs,
-                                box.fc_dims, box.use_bn, config.norm, name="box_head"),
+                                box.fc_dims, box.use_bn, config.norm, box.conv_bias_with_bn,
+                                box.activation,
+                                config.num_attributes if _attributes_on_boxes(config) else 0,
+                                name="box_head"),
             "mask_head": MaskHead(config.num_classes, mask.num_convs, mask.num_filters,
-                                  mask.use_bn, config.norm, name="mask_head"),
+                                  mask.use_bn, config.norm, mask.conv_bias_with_bn,
+                                  mask.deconv_bn, mask.activation, name="mask_head"),
         }
-        if uses_attributes(config):
+        if uses_attributes(config) and not _attributes_on_boxes(config):
             parts["attribute_head"] = AttributeHead(
                 config.num_attributes, attribute.num_convs, attribute.num_filters,
-                attribute.fc_dims, attribute.use_bn, config.norm, name="attribute_head")
+                attribute.fc_dims, attribute.use_bn, config.norm, attribute.conv_bias_with_bn,
+                attribute.activation, name="attribute_head")
     return parts
 
 
@@ -123,7 +160,8 @@ def _multilevel_features(config: ModelConfig) -> tf.keras.layers.Layer:
 def _same_named_fields(settings_class, section):
     """A frozen settings object whose fields are copied from the config section's same names."""
     return settings_class(**{field.name: getattr(section, field.name)
-                             for field in dataclasses.fields(settings_class)})
+                             for field in dataclasses.fields(settings_class)
+                             if hasattr(section, field.name)})
 
 
 @contextlib.contextmanager

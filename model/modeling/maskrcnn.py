@@ -112,13 +112,34 @@ class AttributeMaskRCNN(tf.keras.Model):
         """
         features = self.fpn(self.backbone(images, training=training))
         features = {level: tf.cast(value, tf.float32) for level, value in features.items()}
+        if not training:
+            return self.infer_from_features(features, image_info)
         rpn_outputs = self.rpn_head(features, training=training)
         proposals = rpn.generate_proposals(
             rpn_outputs["scores"], rpn_outputs["boxes"], self._anchors, image_info,
-            self._train_proposals if training else self._test_proposals)
-        if training:
-            return self._train_branches(features, rpn_outputs, proposals, groundtruth)
-        return self._inference_branches(features, proposals, image_info)
+            self._train_proposals)
+        return self._train_branches(features, rpn_outputs, proposals, groundtruth)
+
+    def infer_from_features(self, features: Dict[int, tf.Tensor], image_info: tf.Tensor,
+                            intermediates: bool = False) -> Dict[str, Dict[str, tf.Tensor]]:
+        """Inference after the multilevel features {level: [B, H_l, W_l, C]} (float32): the
+        ``detections`` and ``proposals`` of ``call``; with ``intermediates`` also ``rpn``
+        (the head's per-level scores and boxes) and ``box`` (the box head on the proposals)."""
+        rpn_outputs = self.rpn_head(features, training=False)
+        proposals = rpn.generate_proposals(
+            rpn_outputs["scores"], rpn_outputs["boxes"], self._anchors, image_info,
+            self._test_proposals)
+        outputs = self._inference_branches(features, proposals, image_info)
+        if intermediates:
+            outputs["rpn"] = rpn_outputs
+        else:
+            outputs.pop("box")
+        return outputs
+
+    def box_outputs(self, features: Dict[int, tf.Tensor], rois: tf.Tensor) -> Dict[str, tf.Tensor]:
+        """The box head (inference) on pixel RoIs [B, K, 4]: class_logits [B, K, N],
+        box_deltas [B, K, N, 4], and with attributes on the box features attribute_logits."""
+        return self._box_branch(features, rois, False)
 
     def _train_branches(self, features, rpn_outputs, proposals, gt) -> Dict[str, Dict]:
         anchors = tf.concat([self._anchors[level] for level in sorted(self._anchors)], axis=0)
@@ -138,6 +159,10 @@ class AttributeMaskRCNN(tf.keras.Model):
                    "mask": {**self._mask_branch(mask_features, True), **targets}}
         if self.attribute_head is not None:
             outputs["attribute"] = {**self._attribute_branch(mask_features, True), **targets}
+        elif "attribute_logits" in box_branch:  # attributes on the box features
+            count = targets["rois"].shape[1]  # the first sampled RoIs, as the mask targets
+            outputs["attribute"] = {"attribute_logits": box_branch["attribute_logits"][:, :count],
+                                    **targets}
         return outputs
 
     def _inference_branches(self, features, proposals, image_info) -> Dict[str, Dict]:
@@ -149,10 +174,14 @@ class AttributeMaskRCNN(tf.keras.Model):
         mask_logits = self._mask_branch(mask_features, False)["mask_logits"]
         detections["mask_probabilities"] = tf.sigmoid(class_channel(mask_logits,
                                                                      detections["classes"]))
+        roi_indices = detections.pop("roi_indices", None)
         if self.attribute_head is not None:
             attribute_logits = self._attribute_branch(mask_features, False)["attribute_logits"]
             detections["attribute_probabilities"] = tf.sigmoid(attribute_logits)
-        return {"detections": detections, "proposals": proposals}
+        elif "attribute_logits" in box_outputs:  # attributes on the box features
+            attribute_logits = tf.gather(box_outputs["attribute_logits"], roi_indices, batch_dims=1)
+            detections["attribute_probabilities"] = tf.sigmoid(attribute_logits)
+        return {"detections": detections, "proposals": proposals, "box": box_outputs}
 
     def _box_branch(self, features, rois, training) -> Dict[str, tf.Tensor]:
         outputs = self.box_head(self._roi_features.for_box_head(features, rois), training=training)

@@ -21,6 +21,7 @@ class DetectionSettings:
     score_threshold: float  # class probability below which a box is dropped
     nms_iou: float
     max_detections: int  # D, detections per image
+    box_coding: str = "continuous"  # or "pixel_plus_one" (``PostprocessConfig.box_coding``)
 
 
 # (boxes [B, R, N-1, 4], probabilities [B, R, N-1], settings) -> detections (see ``detect``).
@@ -42,9 +43,13 @@ def detect(class_logits: tf.Tensor, box_deltas: tf.Tensor, rois: tf.Tensor, imag
     num_classes = class_logits.shape[2]
     probabilities = tf.nn.softmax(tf.cast(class_logits, tf.float32))[..., 1:]  # [B, R, N-1]
     references = tf.tile(rois[:, :, tf.newaxis, :], [1, 1, num_classes - 1, 1])
-    boxes = box_ops.decode(tf.cast(box_deltas, tf.float32)[:, :, 1:, :], references, BOX_WEIGHTS)
+    if settings.box_coding not in ("continuous", "pixel_plus_one"):
+        raise ValueError(f"unknown box coding {settings.box_coding!r}")
+    plus_one = settings.box_coding == "pixel_plus_one"
+    boxes = box_ops.decode(tf.cast(box_deltas, tf.float32)[:, :, 1:, :], references, BOX_WEIGHTS,
+                           plus_one=plus_one)
     boxes = box_ops.clip(boxes, image_info[:, 1, 0][:, tf.newaxis, tf.newaxis],
-                         image_info[:, 1, 1][:, tf.newaxis, tf.newaxis])
+                         image_info[:, 1, 1][:, tf.newaxis, tf.newaxis], plus_one=plus_one)
     return class_nms(boxes, probabilities, settings)
 
 
@@ -63,16 +68,19 @@ def padded_class_nms(boxes: tf.Tensor, probabilities: tf.Tensor, settings: Detec
     kept, kept_scores, _ = batched_nms(top_boxes, top_scores, per_class_limit, settings.nms_iou,
                                        score_threshold=settings.score_threshold)
     kept_boxes = tf.gather(top_boxes, kept, batch_dims=1)
+    kept_rois = tf.gather(top_indices, kept, batch_dims=1)
     classes = tf.reshape(tf.range(1, foreground_classes + 1), [1, foreground_classes, 1])
     classes = tf.reshape(tf.broadcast_to(classes, [batch, foreground_classes, per_class_limit]),
                          [batch, -1])
     all_scores = tf.reshape(kept_scores, [batch, -1])
     all_boxes = tf.reshape(kept_boxes, [batch, -1, 4])
+    all_rois = tf.reshape(kept_rois, [batch, -1])
     shortfall = max_detections - foreground_classes * per_class_limit
     if shortfall > 0:  # fewer candidates than slots: pad with empty ones
         all_scores = tf.pad(all_scores, [[0, 0], [0, shortfall]], constant_values=-1.0)
         all_boxes = tf.pad(all_boxes, [[0, 0], [0, shortfall], [0, 0]])
         classes = tf.pad(classes, [[0, 0], [0, shortfall]])
+        all_rois = tf.pad(all_rois, [[0, 0], [0, shortfall]])
     final_scores, order = tf.math.top_k(all_scores, k=max_detections)
     valid = final_scores > 0.0
     return {
@@ -80,6 +88,8 @@ def padded_class_nms(boxes: tf.Tensor, probabilities: tf.Tensor, settings: Detec
         "classes": tf.where(valid, tf.gather(classes, order, batch_dims=1), 0),
         "scores": tf.maximum(final_scores, 0.0),
         "num_detections": tf.reduce_sum(tf.cast(valid, tf.int32), axis=-1),
+        # int32 [B, D]: the RoI each detection comes from (0 in unused slots).
+        "roi_indices": tf.where(valid, tf.gather(all_rois, order, batch_dims=1), 0),
     }
 
 

@@ -22,6 +22,7 @@ class RoiSampler:
     foreground_iou: float
     background_iou_high: float
     background_iou_low: float
+    plus_one: bool = False  # box targets in tensorflow/tpu's pixel convention (box_coding)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,7 +64,8 @@ def sample_rois(rois: tf.Tensor, gt_boxes: tf.Tensor, gt_classes: tf.Tensor,
     return {
         "rois": tf.stop_gradient(sampled_rois),
         "class_targets": tf.where(is_foreground, matched_classes, 0),
-        "box_targets": box_ops.encode(matched_boxes, sampled_rois, BOX_WEIGHTS),
+        "box_targets": box_ops.encode(matched_boxes, sampled_rois, BOX_WEIGHTS,
+                                      plus_one=sampler.plus_one),
         "matched_gt": sampled_matched,
         "is_foreground": is_foreground,
         "is_valid": is_valid,

@@ -28,6 +28,8 @@ class ProposalSettings:
     post_nms_top_k: int
     nms_iou: float
     min_box_size: float = 0.0  # pixels; smaller boxes are dropped (0: keep all)
+    style: str = "default"  # or "tpu" (``RpnConfig.proposal_style``)
+    plus_one: bool = False  # tensorflow/tpu's pixel box convention (``box_coding``)
 
 
 def flatten_levels(per_level: Dict[int, tf.Tensor], last_dim: int) -> tf.Tensor:
@@ -93,6 +95,10 @@ def generate_proposals(scores: Dict[int, tf.Tensor], deltas: Dict[int, tf.Tensor
       rois: float [B, post_nms_top_k, 4] (zero boxes in unused slots).
       roi_scores: float [B, post_nms_top_k] sigmoid scores (0 in unused slots).
     """
+    if settings.style == "tpu":
+        return _tpu_proposals(scores, deltas, anchors, image_info, settings)
+    if settings.style != "default":
+        raise ValueError(f"unknown proposal style {settings.style!r}")
     pre_nms_top_k, post_nms_top_k = settings.pre_nms_top_k, settings.post_nms_top_k
     valid_height = image_info[:, 1, 0][:, tf.newaxis]
     valid_width = image_info[:, 1, 1][:, tf.newaxis]
@@ -125,5 +131,61 @@ def generate_proposals(scores: Dict[int, tf.Tensor], deltas: Dict[int, tf.Tensor
     if k < post_nms_top_k:
         rois = tf.pad(rois, [[0, 0], [0, post_nms_top_k - k], [0, 0]])
         top_scores = tf.pad(top_scores, [[0, 0], [0, post_nms_top_k - k]])
+    return {"rois": tf.stop_gradient(rois),
+            "roi_scores": tf.stop_gradient(tf.maximum(top_scores, 0.0))}
+
+
+def _tpu_filter_small(boxes, probabilities, valid_height, valid_width, min_size):
+    """tensorflow/tpu's box_utils.filter_boxes: zero the boxes (and scores) whose sides
+    (+1 convention) are not above max(min_size, 1) or whose centre is outside the image."""
+    height = boxes[..., 2] - boxes[..., 0] + 1.0
+    width = boxes[..., 3] - boxes[..., 1] + 1.0
+    centre_y, centre_x = boxes[..., 0] + 0.5 * height, boxes[..., 1] + 0.5 * width
+    size = max(min_size, 1.0)
+    keep = tf.logical_and(tf.logical_and(height > size, width > size),
+                          tf.logical_and(tf.logical_and(centre_y > 0.0, centre_y < valid_height),
+                                         tf.logical_and(centre_x > 0.0, centre_x < valid_width)))
+    return (boxes * tf.cast(keep, boxes.dtype)[..., tf.newaxis],
+            tf.where(keep, probabilities, 0.0))
+
+
+def _tpu_proposals(scores, deltas, anchors, image_info, settings: ProposalSettings
+                   ) -> Dict[str, tf.Tensor]:
+    """tensorflow/tpu's multilevel_propose_rois: per level sigmoid, decode and clip every
+    anchor, top pre_nms_top_k, NMS keeping at most post_nms_top_k (a box with no positive
+    coordinate is never kept), then the overall top post_nms_top_k of all levels."""
+    valid_height = image_info[:, 1, 0][:, tf.newaxis]
+    valid_width = image_info[:, 1, 1][:, tf.newaxis]
+    all_boxes, all_scores = [], []
+    for level in sorted(scores):
+        count = int(np.prod(scores[level].shape[1:]))
+        probabilities = tf.sigmoid(tf.reshape(tf.cast(scores[level], tf.float32), [-1, count]))
+        level_deltas = tf.reshape(tf.cast(deltas[level], tf.float32), [-1, count, 4])
+        boxes = box_ops.decode(level_deltas, anchors[level][tf.newaxis],
+                               plus_one=settings.plus_one)
+        boxes = box_ops.clip(boxes, valid_height, valid_width, plus_one=settings.plus_one)
+        if settings.min_box_size > 0:
+            boxes, probabilities = _tpu_filter_small(boxes, probabilities, valid_height,
+                                                     valid_width, settings.min_box_size)
+        top_scores, top_indices = tf.math.top_k(probabilities, k=min(settings.pre_nms_top_k,
+                                                                    count))
+        top_boxes = tf.gather(boxes, top_indices, batch_dims=1)
+        selectable = tf.reduce_any(top_boxes > 0.0, axis=-1)
+        kept, _, num_valid = batched_nms(top_boxes, tf.where(selectable, top_scores, -2.0),
+                                         min(settings.post_nms_top_k, count), settings.nms_iou,
+                                         score_threshold=-1.5)
+        valid = tf.range(kept.shape[1])[tf.newaxis, :] < num_valid[:, tf.newaxis]
+        all_boxes.append(tf.where(valid[..., tf.newaxis],
+                                  tf.gather(top_boxes, kept, batch_dims=1), 0.0))
+        all_scores.append(tf.where(valid, tf.gather(top_scores, kept, batch_dims=1), -1.0))
+    boxes = tf.concat(all_boxes, axis=1)
+    candidate_scores = tf.concat(all_scores, axis=1)
+    post_nms_top_k = settings.post_nms_top_k
+    k = min(post_nms_top_k, candidate_scores.shape[1])
+    top_scores, top_indices = tf.math.top_k(candidate_scores, k=k)
+    rois = tf.gather(boxes, top_indices, batch_dims=1)
+    if k < post_nms_top_k:
+        rois = tf.pad(rois, [[0, 0], [0, post_nms_top_k - k], [0, 0]])
+        top_scores = tf.pad(top_scores, [[0, 0], [0, post_nms_top_k - k]], constant_values=-1.0)
     return {"rois": tf.stop_gradient(rois),
             "roi_scores": tf.stop_gradient(tf.maximum(top_scores, 0.0))}

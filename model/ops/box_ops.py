@@ -38,11 +38,19 @@ def _centre_size(boxes: tf.Tensor):
     return ymin + 0.5 * height, xmin + 0.5 * width, height, width
 
 
+def _plus_one_centre_size(boxes: tf.Tensor):
+    ymin, xmin, ymax, xmax = tf.unstack(boxes, axis=-1)
+    height, width = ymax - ymin + 1.0, xmax - xmin + 1.0
+    return ymin + 0.5 * height, xmin + 0.5 * width, height, width
+
+
 def encode(boxes: tf.Tensor, references: tf.Tensor,
-           weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0)) -> tf.Tensor:
-    """Regression targets [..., 4] of ``boxes`` relative to same-shaped ``references``."""
-    y, x, h, w = _centre_size(boxes)
-    ya, xa, ha, wa = _centre_size(references)
+           weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0), plus_one: bool = False) -> tf.Tensor:
+    """Regression targets [..., 4] of ``boxes`` relative to same-shaped ``references``
+    (``plus_one``: sizes ymax - ymin + 1, tensorflow/tpu's ``box_utils.encode_boxes``)."""
+    centre_size = _plus_one_centre_size if plus_one else _centre_size
+    y, x, h, w = centre_size(boxes)
+    ya, xa, ha, wa = centre_size(references)
     ha, wa = tf.maximum(ha, 1e-6), tf.maximum(wa, 1e-6)
     h, w = tf.maximum(h, 1e-6), tf.maximum(w, 1e-6)
     return tf.stack([weights[0] * (y - ya) / ha, weights[1] * (x - xa) / wa,
@@ -50,23 +58,38 @@ def encode(boxes: tf.Tensor, references: tf.Tensor,
 
 
 def decode(deltas: tf.Tensor, references: tf.Tensor,
-           weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0)) -> tf.Tensor:
-    """Inverse of ``encode``: deltas [..., 4] applied to references [..., 4] -> boxes."""
-    ya, xa, ha, wa = _centre_size(references)
+           weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0), plus_one: bool = False) -> tf.Tensor:
+    """Inverse of ``encode``: deltas [..., 4] applied to references [..., 4] -> boxes.
+
+    ``plus_one``: tensorflow/tpu's legacy pixel convention, a box spanning pixels
+    ymin..ymax has height ymax - ymin + 1 (references and results alike)."""
+    ya, xa, ha, wa = (_plus_one_centre_size if plus_one else _centre_size)(references)
     dy, dx, dh, dw = tf.unstack(deltas, axis=-1)
     dy, dx = dy / weights[0], dx / weights[1]
     dh = tf.minimum(dh / weights[2], _MAX_LOG_SCALE)
     dw = tf.minimum(dw / weights[3], _MAX_LOG_SCALE)
+    if plus_one:
+        y, x = dy * ha + ya, dx * wa + xa
+        h, w = tf.exp(dh) * ha, tf.exp(dw) * wa
+        top, left = y - 0.5 * h, x - 0.5 * w
+        return tf.stack([top, left, top + h - 1.0, left + w - 1.0], axis=-1)
     y, x = ya + dy * ha, xa + dx * wa
     h, w = ha * tf.exp(dh), wa * tf.exp(dw)
     return tf.stack([y - 0.5 * h, x - 0.5 * w, y + 0.5 * h, x + 0.5 * w], axis=-1)
 
 
-def clip(boxes: tf.Tensor, height, width) -> tf.Tensor:
-    """Clips boxes to [0, height] x [0, width] (scalars or tensors broadcastable to [..., 1])."""
+def clip(boxes: tf.Tensor, height, width, plus_one: bool = False) -> tf.Tensor:
+    """Clips boxes to [0, height] x [0, width] (scalars or tensors broadcastable to [..., 1]);
+    ``plus_one`` (tensorflow/tpu's pixel convention): to [0, height - 1] x [0, width - 1]."""
     ymin, xmin, ymax, xmax = tf.unstack(boxes, axis=-1)
     height = tf.cast(height, boxes.dtype)
     width = tf.cast(width, boxes.dtype)
+    if plus_one:
+        height, width = height - 1.0, width - 1.0
+        return tf.stack([tf.maximum(tf.minimum(ymin, height), 0.0),
+                         tf.maximum(tf.minimum(xmin, width), 0.0),
+                         tf.maximum(tf.minimum(ymax, height), 0.0),
+                         tf.maximum(tf.minimum(xmax, width), 0.0)], axis=-1)
     return tf.stack([tf.clip_by_value(ymin, 0.0, height), tf.clip_by_value(xmin, 0.0, width),
                      tf.clip_by_value(ymax, 0.0, height), tf.clip_by_value(xmax, 0.0, width)],
                     axis=-1)

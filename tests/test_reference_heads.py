@@ -1,0 +1,266 @@
+"""Our heads (RPN, proposals, RoIAlign, box head, post-processing, mask and attribute
+heads) against the reference implementations' outputs on the same features.
+
+Each fixture (tests/fixtures/reference/<arch>/, written from a reference run) holds
+the reference's multilevel features, its per-stage outputs and the recipe of its
+stand-in weights (seed, variable names and shapes, logit scales). The weights are
+regenerated here, mapped onto our variables by ``map_heads``, and our heads are fed
+the reference's features. Needs neither the reference code nor a GPU.
+"""
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from model.checkpoint_import.head_names import map_heads
+from model.checkpoint_import.seeded_weights import seeded_weights
+from model.config.loader import load_config
+from model.modeling.factory import build_model
+from model.ops import box_ops
+
+FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "reference")
+ARCHITECTURES = ("fp_r50fpn", "fp_r101fpn", "fp_sn49", "fp_sn96", "fp_sn143", "imat_sn143")
+
+# The head settings of each reference family (the presets carry the same values).
+_COMMON = [
+    "model.num_classes=47", "model.fpn.min_level=3", "model.fpn.max_level=7",
+    "model.fpn.num_filters=256",
+    "model.anchor.aspect_ratios=[1.0, 2.0, 0.5]", "model.anchor.anchor_size=3.0",
+    "model.norm.momentum=0.99", "model.norm.epsilon=0.001",
+    "model.rpn.num_convs=1", "model.rpn.num_filters=256", "model.rpn.use_bn=true",
+    "model.rpn.conv_bias_with_bn=true", "model.rpn.proposal_style=tpu",
+    "model.rpn.test_pre_nms_top_k=1000", "model.rpn.test_post_nms_top_k=1000",
+    "model.rpn.nms_iou=0.7",
+    "model.box_head.num_convs=4", "model.box_head.conv_filters=256", "model.box_head.num_fcs=1",
+    "model.box_head.fc_dims=1024", "model.box_head.use_bn=true",
+    "model.box_head.conv_bias_with_bn=true",
+    "model.mask_head.num_convs=4", "model.mask_head.num_filters=256", "model.mask_head.use_bn=true",
+    "model.mask_head.conv_bias_with_bn=true", "model.mask_head.deconv_bn=true",
+    "model.roi_align.type=tpu",
+    "model.postprocess.pre_nms_top_k=1000", "model.postprocess.score_threshold=0.05",
+    "model.postprocess.nms_iou=0.5", "model.postprocess.max_detections=100",
+    "model.postprocess.box_coding=pixel_plus_one",
+]
+FAMILY_OVERRIDES = {
+    "tpu_fashionpedia": _COMMON + [
+        "model.num_attributes=294", "model.attribute_head.placement=box_features"],
+    "fork_imat": _COMMON + [
+        "model.num_attributes=341", "model.attribute_head.placement=mask_rois",
+        "model.attribute_head.num_convs=4", "model.attribute_head.num_filters=256",
+        "model.attribute_head.fc_dims=1024", "model.attribute_head.use_bn=true",
+        "model.attribute_head.conv_bias_with_bn=true"],
+}
+# SpineNet recipes of tensorflow/tpu use swish in the heads too (batch_norm_activation).
+SWISH_HEADS = ["model.rpn.activation=swish", "model.box_head.activation=swish",
+               "model.mask_head.activation=swish", "model.attribute_head.activation=swish"]
+
+
+def fixture_dirs():
+    return [os.path.join(FIXTURES, arch) for arch in ARCHITECTURES
+            if os.path.exists(os.path.join(FIXTURES, arch, "reference.npz"))]
+
+
+def head_config(meta):
+    overrides = list(FAMILY_OVERRIDES[meta["family"]])
+    if meta["family"] == "tpu_fashionpedia" and meta["architecture"].startswith("fp_sn"):
+        overrides += SWISH_HEADS
+    return load_config(None, overrides).model
+
+
+def our_heads(fixture_dir):
+    """(model with the fixture's weights in its heads, reference arrays, metadata)."""
+    with open(os.path.join(fixture_dir, "variables.json")) as stream:
+        meta = json.load(stream)
+    reference = dict(np.load(os.path.join(fixture_dir, "reference.npz")))
+    config = head_config(meta)
+    size = int(meta["image_size"])
+    model = build_model(config, size)
+    levels = range(config.fpn.min_level, config.fpn.max_level + 1)
+    features = {level: tf.constant(reference[f"features_{level}"]) for level in levels}
+    image_info = tf.constant(reference["image_info"], tf.float32)
+    model.infer_from_features(features, image_info)  # makes the head variables
+    shapes = {name: tuple(shape) for name, shape in meta["variables"]}
+    ours = [(variable.name.split(":")[0], tuple(variable.shape)) for variable in model.variables]
+    mapping, unmatched_ours, unmatched_reference = map_heads(shapes, ours, config)
+    head_scopes = ("rpn_head/", "fast_rcnn_head/", "mask_head/", "attributes_head/")
+    unmatched_reference = [name for name in unmatched_reference
+                           if any(scope in name for scope in head_scopes)]
+    assert not unmatched_ours and not unmatched_reference, (unmatched_ours, unmatched_reference)
+    values = seeded_weights(int(meta["seed"]), [(name, shapes[name]) for name in mapping.values()],
+                            meta.get("logit_scales", {}))
+    for variable in model.variables:
+        name = variable.name.split(":")[0]
+        if name in mapping:
+            variable.assign(values[mapping[name]])
+    return model, features, image_info, reference, meta
+
+
+def box_iou(a, b):
+    """IoU [N, M] of pixel boxes, 1 for boxes within 0.01 pixel of each other (boxes clipped
+    flat onto the image border have no area)."""
+    iou = box_ops.iou(tf.constant(a[None], tf.float32), tf.constant(b[None], tf.float32)).numpy()[0]
+    close = np.abs(a[:, None, :] - b[None, :, :]).max(axis=-1) <= 0.01
+    return np.where(close, np.maximum(iou, 1.0), iou)
+
+
+def compare(fixture_dir):
+    """Measured differences per stage (asserted against the targets by the test)."""
+    model, features, image_info, reference, meta = our_heads(fixture_dir)
+    outputs = model.infer_from_features(features, image_info, intermediates=True)
+    result = {}
+    rpn = outputs["rpn"]
+    result["rpn"] = max(max(np.abs(rpn["scores"][level].numpy()
+                                   - reference[f"rpn_scores_{level}"]).max(),
+                            np.abs(rpn["boxes"][level].numpy()
+                                   - reference[f"rpn_boxes_{level}"]).max())
+                        for level in rpn["scores"])
+
+    # Proposals: the valid reference ones, in order (unused slots score -1 or 0).
+    rois, roi_scores = outputs["proposals"]["rois"].numpy(), outputs["proposals"]["roi_scores"].numpy()
+    worst_box, worst_score, unmatched = 0.0, 0.0, 0
+    for image in range(rois.shape[0]):
+        count = int((reference["roi_scores"][image] > 0).sum())
+        ours_count = int((roi_scores[image] > 0).sum())
+        result.setdefault("proposal_counts", []).append((count, ours_count))
+        # Nearest of ours by coordinates (boxes clipped flat at the border have no IoU).
+        distance = np.abs(reference["rois"][image][:count, None, :]
+                          - rois[image][None, :ours_count, :]).max(axis=-1)
+        best = distance.argmin(axis=1)
+        unmatched += int((distance.min(axis=1) > 0.01).sum())
+        worst_box = max(worst_box, distance.min(axis=1).max())
+        worst_score = max(worst_score, np.abs(reference["roi_scores"][image][:count]
+                                              - roi_scores[image][best]).max())
+        result.setdefault("proposals_same_order", []).append(
+            bool(np.all(best == np.arange(count))))
+    result.update(proposal_box=worst_box, proposal_score=worst_score,
+                  proposals_unmatched=unmatched)
+
+    # The box head on the reference's RoIs.
+    box = model.box_outputs(features, tf.constant(reference["rois"]))
+    batch, count = reference["rois"].shape[:2]
+    result["box_class"] = np.abs(box["class_logits"].numpy() - reference["box_class_outputs"]).max()
+    result["box_deltas"] = np.abs(box["box_deltas"].numpy().reshape(batch, count, -1)
+                                  - reference["box_box_outputs"]).max()
+    if "box_attribute_outputs" in reference:
+        result["box_attributes"] = np.abs(box["attribute_logits"].numpy()
+                                          - reference["box_attribute_outputs"]).max()
+
+    # Detections: every reference one with score >= 0.05 has a counterpart of ours.
+    detections = {key: value.numpy() for key, value in outputs["detections"].items()}
+    # Boxes clipped flat onto the image border (under a pixel wide) have IoUs that a 1e-5
+    # pixel change flips, so NMS may keep or drop them either way; they are not required
+    # to match, and one of ours kept where the reference dropped one can push the
+    # reference's last detection out of a full list (excused at the list's end only).
+    missing, extra, excused = 0, 0, 0
+    worst = {"iou": 1.0, "score": 0.0, "mask": 0.0, "attribute": 0.0}
+    flat = lambda boxes: np.minimum(boxes[..., 2] - boxes[..., 0],  # noqa: E731
+                                    boxes[..., 3] - boxes[..., 1]) < 1.0
+    max_detections = detections["scores"].shape[1]
+    for image in range(batch):
+        wanted = np.nonzero(reference["detection_scores"][image] >= 0.05)[0]
+        mine = np.nonzero(detections["scores"][image] > 0)[0]
+        iou = box_iou(reference["detection_boxes"][image][wanted], detections["boxes"][image][mine])
+        used = set()
+        for row, index in enumerate(wanted):
+            candidates = [(iou[row, column], column) for column, j in enumerate(mine)
+                          if detections["classes"][image][j] == reference["detection_classes"][image][index]
+                          and abs(detections["scores"][image][j]
+                                  - reference["detection_scores"][image][index]) <= 0.005
+                          and j not in used]
+            if not candidates or max(candidates)[0] < 0.99:
+                full = len(mine) == max_detections
+                last = detections["scores"][image][mine].min() if len(mine) else 0.0
+                score = reference["detection_scores"][image][index]
+                if flat(reference["detection_boxes"][image][index]) or (full and score <= last + 0.005):
+                    excused += 1
+                else:
+                    missing += 1
+                continue
+            best_iou, column = max(candidates)
+            j = mine[column]
+            used.add(j)
+            worst["iou"] = min(worst["iou"], best_iou)
+            worst["score"] = max(worst["score"], abs(detections["scores"][image][j]
+                                                     - reference["detection_scores"][image][index]))
+            worst["mask"] = max(worst["mask"], np.abs(detections["mask_probabilities"][image][j]
+                                                      - reference["detection_masks"][image][index]).max())
+            if "detection_attributes" in reference:
+                worst["attribute"] = max(worst["attribute"], np.abs(
+                    detections["attribute_probabilities"][image][j]
+                    - reference["detection_attributes"][image][index]).max())
+        extra += sum(1 for j in mine if j not in used and detections["scores"][image][j] > 0.1
+                     and not flat(detections["boxes"][image][j]))
+        result.setdefault("detections", []).append(len(wanted))
+    result.update(missing=missing, extra=extra, excused=excused, **{f"detection_{k}": v for k, v in worst.items()})
+    return result
+
+
+@pytest.mark.parametrize("fixture_dir", fixture_dirs(), ids=os.path.basename)
+def test_heads_reproduce_reference(fixture_dir):
+    result = compare(fixture_dir)
+    assert result["rpn"] < 1e-3, result
+    assert result["proposals_unmatched"] == 0, result
+    assert result["proposal_box"] < 0.01 and result["proposal_score"] < 1e-4, result
+    assert result["box_class"] < 1e-3 and result["box_deltas"] < 1e-3, result
+    assert result.get("box_attributes", 0.0) < 1e-3, result
+    assert result["missing"] == 0 and result["extra"] == 0, result
+    assert result["detection_iou"] >= 0.99 and result["detection_score"] <= 0.005, result
+    assert result["detection_mask"] <= 0.01 and result["detection_attribute"] <= 0.005, result
+
+
+def test_map_heads_covers_every_head_variable():
+    """Shapes and names alone (no fixture): every reference head variable of both families
+    maps to one of ours, none of ours left."""
+    for family, attribute_scope in (("tpu_fashionpedia", None), ("fork_imat", "attributes_head")):
+        config = head_config({"family": family, "architecture": "x"})
+        reference = _reference_head_shapes(config, attribute_scope)
+        model = build_model(config, 128)
+        features = {level: tf.zeros([1, 128 // 2 ** level, 128 // 2 ** level, 256])
+                    for level in range(3, 8)}
+        model.infer_from_features(features, tf.constant([[[128, 128], [128, 128], [1, 1], [0, 0]]],
+                                                        tf.float32))
+        ours = [(v.name.split(":")[0], tuple(v.shape)) for v in model.variables]
+        mapping, unmatched_ours, unmatched_reference = map_heads(reference, ours, config)
+        assert not unmatched_ours and not unmatched_reference, (unmatched_ours, unmatched_reference)
+        assert len(mapping) == len(reference) == len(set(mapping.values()))
+
+
+def _reference_head_shapes(config, attribute_scope):
+    """The reference graphs' head variables (names as tf.layers makes them)."""
+    shapes, bn = {}, lambda scope, c: {f"{scope}/{p}": (c,) for p in
+                                       ("gamma", "beta", "moving_mean", "moving_variance")}
+    shapes.update({"rpn_head/rpn/kernel": (3, 3, 256, 256), "rpn_head/rpn/bias": (256,),
+                   "rpn_head/rpn-class/kernel": (1, 1, 256, 3), "rpn_head/rpn-class/bias": (3,),
+                   "rpn_head/rpn-box/kernel": (1, 1, 256, 12), "rpn_head/rpn-box/bias": (12,)})
+    for level in range(3, 8):
+        shapes.update(bn(f"rpn_head/rpn-l{level}-bn", 256))
+    for scope, prefix in (("fast_rcnn_head", "conv_"), ("mask_head", "mask-conv-l"),
+                          ("attributes_head", "conv_")):
+        if scope == "attributes_head" and attribute_scope is None:
+            continue
+        for i in range(4):
+            shapes[f"{scope}/{prefix}{i}/kernel"] = (3, 3, 256, 256)
+            shapes[f"{scope}/{prefix}{i}/bias"] = (256,)
+            shapes.update(bn(f"{scope}/batch_normalization" + (f"_{i}" if i else ""), 256))
+    shapes.update({"fast_rcnn_head/fc6/kernel": (12544, 1024), "fast_rcnn_head/fc6/bias": (1024,),
+                   "fast_rcnn_head/class-predict/kernel": (1024, 47),
+                   "fast_rcnn_head/class-predict/bias": (47,),
+                   "fast_rcnn_head/box-predict/kernel": (1024, 188),
+                   "fast_rcnn_head/box-predict/bias": (188,),
+                   "mask_head/conv5-mask/kernel": (2, 2, 256, 256), "mask_head/conv5-mask/bias": (256,),
+                   "mask_head/mask_fcn_logits/kernel": (1, 1, 256, 47),
+                   "mask_head/mask_fcn_logits/bias": (47,)})
+    shapes.update(bn("fast_rcnn_head/batch_normalization_4", 1024))
+    shapes.update(bn("mask_head/batch_normalization_4", 256))
+    if attribute_scope is None:
+        shapes.update({"fast_rcnn_head/attribute-predict/kernel": (1024, 294),
+                       "fast_rcnn_head/attribute-predict/bias": (294,)})
+    else:
+        shapes.update({"attributes_head/fc6/kernel": (50176, 1024),
+                       "attributes_head/fc6/bias": (1024,),
+                       "attributes_head/attributes-predict/kernel": (1024, 341),
+                       "attributes_head/attributes-predict/bias": (341,)})
+        shapes.update(bn("attributes_head/batch_normalization_4", 1024))
+    return shapes
