@@ -54,7 +54,8 @@ def build_model(config: ModelConfig, image_size: int) -> AttributeMaskRCNN:
         # Attributes on the box features need each detection's RoI, which only the padded
         # NMS tells.
         class_nms=postprocess.padded_class_nms if static or _attributes_on_boxes(config)
-        else postprocess.combined_class_nms)
+        else postprocess.combined_class_nms,
+        clip_boxes_to_input=config.preprocessing.clip_boxes_to_input)
 
 
 def _plus_one_box_coding(box_coding: str) -> bool:

@@ -50,6 +50,8 @@ class AttributeMaskRCNN(tf.keras.Model):
       detection: inference post-processing.
       roi_features: RoIAlign implementation and sizes.
       class_nms: ``postprocess.padded_class_nms`` or ``postprocess.combined_class_nms``.
+      clip_boxes_to_input: clip proposals and detections to the whole padded input rather
+        than to the scaled image (image_info row 1) inside it.
     """
 
     def __init__(self, *, backbone: tf.keras.layers.Layer, fpn: tf.keras.layers.Layer,
@@ -59,8 +61,9 @@ class AttributeMaskRCNN(tf.keras.Model):
                  train_proposals: rpn.ProposalSettings, test_proposals: rpn.ProposalSettings,
                  roi_sampler: roi_targets.RoiSampler, mask_sampler: roi_targets.MaskSampler,
                  detection: postprocess.DetectionSettings, roi_features: RoiFeatures,
-                 class_nms: postprocess.ClassNms, **kwargs):
+                 class_nms: postprocess.ClassNms, clip_boxes_to_input: bool = False, **kwargs):
         super().__init__(**kwargs)
+        self._clip_boxes_to_input = clip_boxes_to_input
         self.backbone = backbone
         self.fpn = fpn
         self.rpn_head = rpn_head
@@ -110,6 +113,8 @@ class AttributeMaskRCNN(tf.keras.Model):
               an attribute head attribute_probabilities [B, D, T].
             proposals: rois [B, P, 4], roi_scores [B, P].
         """
+        if self._clip_boxes_to_input:
+            image_info = clip_to_whole_input(image_info, tf.shape(images)[1:3])
         features = self.fpn(self.backbone(images, training=training))
         features = {level: tf.cast(value, tf.float32) for level, value in features.items()}
         if not training:
@@ -194,6 +199,14 @@ class AttributeMaskRCNN(tf.keras.Model):
     def _attribute_branch(self, mask_features, training) -> Dict[str, tf.Tensor]:
         logits = self.attribute_head(mask_features, training=training)["attribute_logits"]
         return {"attribute_logits": tf.cast(logits, tf.float32)}
+
+
+def clip_to_whole_input(image_info: tf.Tensor, input_size: tf.Tensor) -> tf.Tensor:
+    """image_info [B, 4, 2] whose row 1 (the size boxes are clipped to) is the whole padded
+    input's [H, W] instead of the scaled image's: tensorflow/tpu's models clip there."""
+    batch = tf.shape(image_info)[0]
+    whole = tf.tile(tf.cast(input_size, image_info.dtype)[tf.newaxis, tf.newaxis], [batch, 1, 1])
+    return tf.concat([image_info[:, :1], whole, image_info[:, 2:]], axis=1)
 
 
 def class_channel(mask_logits: tf.Tensor, classes: tf.Tensor) -> tf.Tensor:
