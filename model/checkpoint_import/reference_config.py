@@ -103,6 +103,8 @@ _RULES: List[_Rule] = [
     ("anchor.anchor_size", "model.anchor.anchor_size", lambda v, k: float(v)),
     ("resnet.resnet_depth", "model.backbone.depth", lambda v, k: int(v)),
     ("spinenet.model_id", "model.backbone.spinenet.model_id", lambda v, k: str(v)),
+    ("spinenet.init_drop_connect_rate", "model.backbone.spinenet.stochastic_depth_rate",
+     lambda v, k: float(v or 0.0)),
     ("batch_norm_activation.batch_norm_momentum", "model.norm.momentum", lambda v, k: float(v)),
     ("batch_norm_activation.batch_norm_epsilon", "model.norm.epsilon", lambda v, k: float(v)),
     ("batch_norm_activation.use_sync_bn", "model.norm.use_sync_bn", lambda v, k: bool(v)),
@@ -168,13 +170,59 @@ def _attributes(value, key):
 
 _EXTRA_RULES: Dict[str, List[_Rule]] = {
     TPU_FASHIONPEDIA: [("architecture.num_attributes", "model.num_attributes", _attributes)],
-    FORK_IMAT: [("architecture.num_attributes", "model.num_attributes", _attributes)],
+    # The fork's attribute head takes the box head's settings (its factory reads frcnn_head).
+    FORK_IMAT: [("architecture.num_attributes", "model.num_attributes", _attributes),
+                ("frcnn_head.num_convs", "model.attribute_head.num_convs", lambda v, k: int(v)),
+                ("frcnn_head.num_filters", "model.attribute_head.num_filters", lambda v, k: int(v)),
+                ("frcnn_head.fc_dims", "model.attribute_head.fc_dims", lambda v, k: int(v)),
+                ("frcnn_head.num_fcs", None, lambda v, k: _one_fc(v, k)),
+                ("frcnn_head.use_batch_norm", "model.attribute_head.use_bn", lambda v, k: bool(v)),
+                ("attributes_loss.type", "model.attribute_head.loss", lambda v, k: _loss(v, k)),
+                ("attributes_loss.focal_loss_alpha", "model.attribute_head.focal_alpha",
+                 lambda v, k: float(v)),
+                ("attributes_loss.focal_loss_gamma", "model.attribute_head.focal_gamma",
+                 lambda v, k: float(v)),
+                ("attributes_loss.focal_loss_weight", "model.attribute_head.loss_weight",
+                 lambda v, k: float(v))],
 }
+
+
+def _one_fc(value, key):
+    if int(value) != 1:
+        raise ConfigError(f"{key} {value}: the fork's attribute head is built with it, and this "
+                          "package's attribute head has one fc")
+    return None
+
+
+def _loss(value, key):
+    losses = {"focal": "focal", "sigmoid_cross_entropy": "sigmoid"}
+    if value not in losses:
+        raise ConfigError(f"{key} {value!r}: one of {', '.join(losses)}")
+    return losses[value]
+
+
+# tensorflow/tpu applies batch_norm_activation.activation after every batch norm.
+_ACTIVATION_KEYS = ("model.backbone.spinenet.activation", "model.rpn.activation",
+                    "model.box_head.activation", "model.mask_head.activation",
+                    "model.attribute_head.activation")
+
+
+def _activation_overrides(params: Mapping[str, Any]) -> List[str]:
+    activation = _get(params, "batch_norm_activation.activation", _MISSING)
+    if activation is _MISSING:
+        return []
+    if activation not in ("relu", "swish"):
+        raise ConfigError(f"batch_norm_activation.activation {activation!r}: relu and swish "
+                          "are supported")
+    if activation != "relu" and _get(params, "architecture.backbone", "resnet") == "resnet":
+        raise ConfigError(f"batch_norm_activation.activation {activation!r} with a ResNet: this "
+                          "package's ResNet uses relu")
+    return [f"{key}={json.dumps(activation)}" for key in _ACTIVATION_KEYS]
 
 
 def overrides(params: Mapping[str, Any], family: str) -> List[str]:
     """``key=value`` overrides of the preset, one per reference key the YAML sets."""
-    result = []
+    result = _activation_overrides(params)
     for reference_key, our_key, convert in family_rules(family):
         value = _get(params, reference_key, _MISSING)
         if value is _MISSING:
