@@ -121,10 +121,10 @@ def _losses(model_dir):
     return [values[step] for step in sorted(values)]
 
 
-def test_fine_tuning_from_the_imported_checkpoint_lowers_the_loss(imported, tmp_path):
+def test_fine_tuning_from_the_imported_checkpoint_lowers_the_loss(imported, tmp_path, caplog):
     pattern = _fashionpedia_sized_records(tmp_path)
     model_dir = str(tmp_path / "fine_tuned")
-    steps = 16
+    steps = 21  # summaries at steps 0, 10 and 20
     train.main(["--mode", "train", "--config", os.path.join(imported["model_dir"], "config.yaml"),
                 "--model_dir", model_dir, "--train_file_pattern", pattern,
                 "--init_checkpoint", os.path.join(imported["model_dir"], "model.ckpt-0"),
@@ -136,10 +136,11 @@ def test_fine_tuning_from_the_imported_checkpoint_lowers_the_loss(imported, tmp_
                                     "model.roi_sampler.samples_per_image=64",
                                     "model.mask_head.samples_per_image=16")
                   for flag in ("--override", item)]])
+    assert ("variables restored, 0 skipped by --skip_variables_regex, 0 not in the checkpoint, "
+            "0 with another shape") in caplog.text
     losses = _losses(model_dir)
-    assert len(losses) >= 8, losses
-    first, last = np.mean(losses[:3]), np.mean(losses[-3:])
-    assert last < 0.8 * first, f"total loss went {first:.3f} -> {last:.3f}"
+    assert len(losses) == 3, losses
+    assert losses[2] < 0.8 * losses[0], f"total loss went {losses}"
     restored = tf.train.load_checkpoint(os.path.join(imported["model_dir"], "model.ckpt-0"))
     assert restored.get_tensor("global_step") == 0
 
