@@ -76,12 +76,12 @@ def _sections(config):
 
 def backbone_config(arch: str):
     """The preset's model config when there is one (its backbone settings checked against
-    BACKBONE_SETTINGS), otherwise the defaults with BACKBONE_SETTINGS."""
-    expected = load_config(None, BACKBONE_SETTINGS[arch]).model
+    BACKBONE_SETTINGS), otherwise the defaults with BACKBONE_SETTINGS; float32 in both, as
+    the fixtures ran the reference (a preset may train in bfloat16)."""
     if arch not in preset_names():
-        return expected
-    config = load_config(arch).model
-    wanted = load_config(arch, BACKBONE_SETTINGS[arch]).model
+        return load_config(None, BACKBONE_SETTINGS[arch] + ["model.bfloat16=false"]).model
+    config = load_config(arch, ["model.bfloat16=false"]).model
+    wanted = load_config(arch, BACKBONE_SETTINGS[arch] + ["model.bfloat16=false"]).model
     assert _sections(config) == _sections(wanted), f"preset {arch}: backbone settings differ"
     return config
 
