@@ -21,6 +21,8 @@ from model.modeling.factory import build_model
 from model.ops import box_ops
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "reference")
+# Heads-only fixtures (seeded noise features, small; tests/make_reference_heads_fixture.py).
+HEADS_FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "reference_heads")
 ARCHITECTURES = ("fp_r50fpn", "fp_r101fpn", "fp_sn49", "fp_sn96", "fp_sn143", "imat_sn143")
 
 # The head settings of each reference family (the presets carry the same values).
@@ -58,15 +60,17 @@ SWISH_HEADS = ["model.rpn.activation=swish", "model.box_head.activation=swish",
 
 
 def fixture_dirs():
-    return [os.path.join(FIXTURES, arch) for arch in ARCHITECTURES
-            if os.path.exists(os.path.join(FIXTURES, arch, "reference.npz"))]
+    found = [os.path.join(FIXTURES, arch) for arch in ARCHITECTURES]
+    if os.path.isdir(HEADS_FIXTURES):
+        found += [os.path.join(HEADS_FIXTURES, name) for name in sorted(os.listdir(HEADS_FIXTURES))]
+    return [path for path in found if os.path.exists(os.path.join(path, "reference.npz"))]
 
 
 def head_config(meta):
     overrides = list(FAMILY_OVERRIDES[meta["family"]])
     if meta["family"] == "tpu_fashionpedia" and meta["architecture"].startswith("fp_sn"):
         overrides += SWISH_HEADS
-    return load_config(None, overrides).model
+    return load_config(None, overrides + list(meta.get("heads_overrides", []))).model
 
 
 def our_heads(fixture_dir):
@@ -138,14 +142,16 @@ def compare(fixture_dir):
                   proposals_unmatched=unmatched)
 
     # The box head on the reference's RoIs.
-    box = model.box_outputs(features, tf.constant(reference["rois"]))
-    batch, count = reference["rois"].shape[:2]
-    result["box_class"] = np.abs(box["class_logits"].numpy() - reference["box_class_outputs"]).max()
+    # The box head on the reference's first 128 RoIs (all would take long on CPUs).
+    batch, count = reference["rois"].shape[0], min(128, reference["rois"].shape[1])
+    box = model.box_outputs(features, tf.constant(reference["rois"][:, :count]))
+    result["box_class"] = np.abs(box["class_logits"].numpy()
+                                 - reference["box_class_outputs"][:, :count]).max()
     result["box_deltas"] = np.abs(box["box_deltas"].numpy().reshape(batch, count, -1)
-                                  - reference["box_box_outputs"]).max()
+                                  - reference["box_box_outputs"][:, :count]).max()
     if "box_attribute_outputs" in reference:
         result["box_attributes"] = np.abs(box["attribute_logits"].numpy()
-                                          - reference["box_attribute_outputs"]).max()
+                                          - reference["box_attribute_outputs"][:, :count]).max()
 
     # Detections: every reference one with score >= 0.05 has a counterpart of ours.
     detections = {key: value.numpy() for key, value in outputs["detections"].items()}
@@ -197,7 +203,8 @@ def compare(fixture_dir):
     return result
 
 
-@pytest.mark.parametrize("fixture_dir", fixture_dirs(), ids=os.path.basename)
+@pytest.mark.parametrize("fixture_dir", fixture_dirs(),
+                         ids=lambda path: "/".join(path.split(os.sep)[-2:]))
 def test_heads_reproduce_reference(fixture_dir):
     result = compare(fixture_dir)
     assert result["rpn"] < 1e-3, result
@@ -206,6 +213,7 @@ def test_heads_reproduce_reference(fixture_dir):
     assert result["box_class"] < 1e-3 and result["box_deltas"] < 1e-3, result
     assert result.get("box_attributes", 0.0) < 1e-3, result
     assert result["missing"] == 0 and result["extra"] == 0, result
+    assert result["excused"] <= max(2, 0.02 * sum(result["detections"])), result
     assert result["detection_iou"] >= 0.99 and result["detection_score"] <= 0.005, result
     assert result["detection_mask"] <= 0.01 and result["detection_attribute"] <= 0.005, result
 
