@@ -272,3 +272,36 @@ def _reference_head_shapes(config, attribute_scope):
                        "attributes_head/attributes-predict/bias": (341,)})
         shapes.update(bn("attributes_head/batch_normalization_4", 1024))
     return shapes
+
+
+def test_reference_switches_train_and_infer_on_tiny():
+    """The tiny preset with every reference switch on trains (finite losses, attributes from
+    the box features) and predicts; the attribute head is the box head's dense layer."""
+    from model.maskrcnn_losses import total_losses
+    config = load_config("tiny", [
+        "model.rpn.use_bn=true", "model.rpn.conv_bias_with_bn=true", "model.rpn.activation=swish",
+        "model.rpn.proposal_style=tpu", "model.box_head.use_bn=true",
+        "model.box_head.conv_bias_with_bn=true", "model.box_head.activation=swish",
+        "model.mask_head.use_bn=true", "model.mask_head.conv_bias_with_bn=true",
+        "model.mask_head.deconv_bn=true", "model.mask_head.activation=swish",
+        "model.attribute_head.placement=box_features", "model.roi_align.type=tpu",
+        "model.postprocess.box_coding=pixel_plus_one"]).model
+    model = build_model(config, 128)
+    images = tf.random.stateless_normal([2, 128, 128, 3], [1, 2])
+    image_info = tf.constant([[[128, 128], [128, 128], [1, 1], [0, 0]]] * 2, tf.float32)
+    labels = {
+        "gt_boxes": tf.constant([[[10, 12, 70, 90], [40, 30, 120, 100], [-1, -1, -1, -1]]] * 2,
+                                tf.float32),
+        "gt_classes": tf.constant([[1, 3, -1]] * 2, tf.int32),
+        "gt_is_crowd": tf.zeros([2, 3], tf.bool),
+        "gt_masks": tf.ones([2, 3, 56, 56], tf.float32),
+        "gt_attributes": tf.one_hot([[2, 5, 0]] * 2, config.num_attributes),
+    }
+    terms = total_losses(model(images, image_info, labels, training=True), config,
+                         model.trainable_variables)
+    assert all(np.isfinite(float(value)) for value in terms.values()) and "attribute_loss" in terms
+    detections = model(images, image_info, training=False)["detections"]
+    assert detections["attribute_probabilities"].shape == (2, 20, config.num_attributes)
+    names = {v.name.split(":")[0].split("/", 1)[-1] for v in model.variables}
+    assert "box_head/attribute_logits/kernel" in names and "mask_head/deconv_bn/gamma" in names
+    assert not any(name.startswith("attribute_head/") for name in names)
