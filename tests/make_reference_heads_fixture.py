@@ -2,6 +2,7 @@
 
   python -m tests.make_reference_heads_fixture --family tpu --reference DIR --out OUT
       [--activation relu|swish] [--image_size 128] [--proposals 200] [--seed 13]
+      [--features_from FIXTURE_DIR]
 
 Builds the reference's heads alone (no backbone) in tf.compat.v1 graph mode from a copy
 of the reference detection code at DIR (tensorflow/tpu's models/official/detection for
@@ -12,6 +13,9 @@ generator, the Mask R-CNN head and (fork) the attributes head on the mask RoIs, 
 Fashionpedia settings (47 classes; aspect ratios [1, 2, 0.5], anchor size 3; 4 convs + 1 fc
 box head; sync batch norm, momentum 0.99, epsilon 1e-3). Features are seeded normal noise
 for levels 3-7 (256 channels); weights are ``seeded_weights`` of the graph's variables.
+With --features_from, the features, image_info, seed and logit scales are those of a
+full-model fixture (tests/fixtures/reference/<arch>/), so the heads alone are rerun on
+exactly the features stored there (float16 storage included).
 
 OUT/variables.json and OUT/reference.npz follow the fixture format of
 tests/fixtures/reference/ (features_L, rpn_scores_L, rpn_boxes_L, rois, roi_scores,
@@ -40,7 +44,15 @@ def main(argv=None):
     parser.add_argument("--image_size", type=int, default=128)
     parser.add_argument("--proposals", type=int, default=200)
     parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument("--features_from", help="a full-model fixture directory")
     args = parser.parse_args(argv)
+    logit_scales, stored = LOGIT_SCALES, None
+    if args.features_from:
+        with open(os.path.join(args.features_from, "variables.json")) as stream:
+            source = json.load(stream)
+        stored = np.load(os.path.join(args.features_from, "reference.npz"))
+        args.seed, args.image_size = int(source["seed"]), int(source["image_size"])
+        logit_scales = source["logit_scales"]
     sys.path.insert(0, os.path.abspath(args.reference))
     import tensorflow.compat.v1 as tf  # noqa: E402  (graph mode for the reference)
     tf.disable_v2_behavior()
@@ -62,9 +74,13 @@ def main(argv=None):
         features_np = {level: rng.normal(0, 1, [batch, size // 2 ** level, size // 2 ** level,
                                                channels]).astype(np.float32)
                        for level in range(3, 8)}
-        features = {level: tf.constant(value) for level, value in features_np.items()}
         info_np = np.array([[[size, size], [size - 26, size - 6], [1, 1], [0, 0]],
                             [[size, size], [size, size - 56], [1, 1], [0, 0]]], np.float32)
+        if stored is not None:
+            features_np = {level: stored[f"features_{level}"].astype(np.float32)
+                           for level in range(3, 8)}
+            info_np = stored["image_info"].astype(np.float32)
+        features = {level: tf.constant(value) for level, value in features_np.items()}
         info = tf.constant(info_np)
         bn = nn_ops.BatchNormActivation(momentum=0.99, epsilon=0.001, use_sync_bn=True,
                                         activation=act)
@@ -114,7 +130,7 @@ def main(argv=None):
                                           batch_norm_activation=bn)(mask_features, False)
             outputs["detection_attributes"] = tf.nn.sigmoid(logits)
         variables = [(v.op.name, v.shape.as_list()) for v in tf.global_variables()]
-        values = seeded_weights(args.seed, variables, LOGIT_SCALES)
+        values = seeded_weights(args.seed, variables, logit_scales)
         with tf.Session() as session:
             for variable in tf.global_variables():
                 variable.load(values[variable.op.name], session)
@@ -130,11 +146,12 @@ def main(argv=None):
     architecture = {"tpu": "fp_sn49" if act == "swish" else "fp_r50fpn",
                     "fork": "imat_sn143"}[args.family]
     meta = {"architecture": architecture, "family": family, "image_size": size,
-            "seed": args.seed, "logit_scales": LOGIT_SCALES, "variables": variables,
+            "seed": args.seed, "logit_scales": logit_scales, "variables": variables,
             "heads_overrides": [f"model.rpn.test_pre_nms_top_k={k}",
                                 f"model.rpn.test_post_nms_top_k={k}"],
-            "notes": "heads only: seeded noise features, no backbone, no images "
-                     "(tests/make_reference_heads_fixture.py)"}
+            "notes": ("heads only on the features of " + args.features_from if args.features_from
+                      else "heads only: seeded noise features, no backbone, no images")
+                     + " (tests/make_reference_heads_fixture.py)"}
     with open(os.path.join(args.out, "variables.json"), "w") as stream:
         json.dump(meta, stream, indent=1)
     print(args.out, "detections per image", result["num_detections"],

@@ -82,7 +82,7 @@ def our_heads(fixture_dir):
     size = int(meta["image_size"])
     model = build_model(config, size)
     levels = range(config.fpn.min_level, config.fpn.max_level + 1)
-    features = {level: tf.constant(reference[f"features_{level}"]) for level in levels}
+    features = {level: tf.constant(reference[f"features_{level}"], tf.float32) for level in levels}
     image_info = tf.constant(reference["image_info"], tf.float32)
     model.infer_from_features(features, image_info)  # makes the head variables
     shapes = {name: tuple(shape) for name, shape in meta["variables"]}
@@ -131,7 +131,11 @@ def compare(fixture_dir):
         # Nearest of ours by coordinates (boxes clipped flat at the border have no IoU).
         distance = np.abs(reference["rois"][image][:count, None, :]
                           - rois[image][None, :ours_count, :]).max(axis=-1)
-        best = distance.argmin(axis=1)
+        # Among our boxes within 0.01 pixel (several proposals can be the same clipped box),
+        # the one with the closest score.
+        score_gap = np.abs(reference["roi_scores"][image][:count, None]
+                           - roi_scores[image][None, :ours_count])
+        best = np.where(distance <= 0.01, score_gap, 1e9 + distance).argmin(axis=1)
         unmatched += int((distance.min(axis=1) > 0.01).sum())
         worst_box = max(worst_box, distance.min(axis=1).max())
         worst_score = max(worst_score, np.abs(reference["roi_scores"][image][:count]
