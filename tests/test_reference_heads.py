@@ -210,6 +210,11 @@ def compare(fixture_dir):
 @pytest.mark.parametrize("fixture_dir", fixture_dirs(),
                          ids=lambda path: "/".join(path.split(os.sep)[-2:]))
 def test_heads_reproduce_reference(fixture_dir):
+    with np.load(os.path.join(fixture_dir, "reference.npz")) as stored:
+        if stored["features_3"].dtype != np.float32:
+            # Rounded features move the RPN logits by ~1e-3 and with them proposal order and
+            # NMS; such fixtures are compared end to end (tests/test_reference_equivalence.py).
+            pytest.skip(f"features stored as {stored['features_3'].dtype}, not float32")
     result = compare(fixture_dir)
     assert result["rpn"] < 1e-3, result
     assert result["proposals_unmatched"] == 0, result
