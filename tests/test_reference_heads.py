@@ -66,11 +66,20 @@ def fixture_dirs():
     return [path for path in found if os.path.exists(os.path.join(path, "reference.npz"))]
 
 
-def head_config(meta):
+PRESETS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "model",
+                       "configs")
+
+
+def head_config(meta, use_preset=True):
+    """The architecture's preset where there is one (so the presets are what is tested),
+    else the family's head settings above; then the fixture's own overrides."""
+    extra = list(meta.get("heads_overrides", []))
+    if use_preset and os.path.exists(os.path.join(PRESETS, f"{meta['architecture']}.yaml")):
+        return load_config(meta["architecture"], extra).model
     overrides = list(FAMILY_OVERRIDES[meta["family"]])
     if meta["family"] == "tpu_fashionpedia" and meta["architecture"].startswith("fp_sn"):
         overrides += SWISH_HEADS
-    return load_config(None, overrides + list(meta.get("heads_overrides", []))).model
+    return load_config(None, overrides + extra).model
 
 
 def our_heads(fixture_dir):
@@ -231,7 +240,7 @@ def test_map_heads_covers_every_head_variable():
     """Shapes and names alone (no fixture): every reference head variable of both families
     maps to one of ours, none of ours left."""
     for family, attribute_scope in (("tpu_fashionpedia", None), ("fork_imat", "attributes_head")):
-        config = head_config({"family": family, "architecture": "x"})
+        config = head_config({"family": family, "architecture": "x"}, use_preset=False)
         reference = _reference_head_shapes(config, attribute_scope)
         model = build_model(config, 128)
         features = {level: tf.zeros([1, 128 // 2 ** level, 128 // 2 ** level, 256])
