@@ -73,7 +73,7 @@ PRESETS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 def head_config(meta, use_preset=True):
     """The architecture's preset where there is one (so the presets are what is tested),
     else the family's head settings above; then the fixture's own overrides."""
-    extra = list(meta.get("heads_overrides", []))
+    extra = ["model.bfloat16=false"] + list(meta.get("heads_overrides", []))  # as the references ran
     if use_preset and os.path.exists(os.path.join(PRESETS, f"{meta['architecture']}.yaml")):
         return load_config(meta["architecture"], extra).model
     overrides = list(FAMILY_OVERRIDES[meta["family"]])
