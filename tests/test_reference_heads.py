@@ -21,6 +21,8 @@ from model.modeling.factory import build_model
 from model.ops import box_ops
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "reference")
+# Heads-only fixtures (seeded noise features, small; tests/make_reference_heads_fixture.py).
+HEADS_FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "reference_heads")
 ARCHITECTURES = ("fp_r50fpn", "fp_r101fpn", "fp_sn49", "fp_sn96", "fp_sn143", "imat_sn143")
 
 # The head settings of each reference family (the presets carry the same values).
@@ -58,15 +60,26 @@ SWISH_HEADS = ["model.rpn.activation=swish", "model.box_head.activation=swish",
 
 
 def fixture_dirs():
-    return [os.path.join(FIXTURES, arch) for arch in ARCHITECTURES
-            if os.path.exists(os.path.join(FIXTURES, arch, "reference.npz"))]
+    found = [os.path.join(FIXTURES, arch) for arch in ARCHITECTURES]
+    if os.path.isdir(HEADS_FIXTURES):
+        found += [os.path.join(HEADS_FIXTURES, name) for name in sorted(os.listdir(HEADS_FIXTURES))]
+    return [path for path in found if os.path.exists(os.path.join(path, "reference.npz"))]
 
 
-def head_config(meta):
+PRESETS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "model",
+                       "configs")
+
+
+def head_config(meta, use_preset=True):
+    """The architecture's preset where there is one (so the presets are what is tested),
+    else the family's head settings above; then the fixture's own overrides."""
+    extra = ["model.bfloat16=false"] + list(meta.get("heads_overrides", []))  # as the references ran
+    if use_preset and os.path.exists(os.path.join(PRESETS, f"{meta['architecture']}.yaml")):
+        return load_config(meta["architecture"], extra).model
     overrides = list(FAMILY_OVERRIDES[meta["family"]])
     if meta["family"] == "tpu_fashionpedia" and meta["architecture"].startswith("fp_sn"):
         overrides += SWISH_HEADS
-    return load_config(None, overrides).model
+    return load_config(None, overrides + extra).model
 
 
 def our_heads(fixture_dir):
@@ -78,7 +91,7 @@ def our_heads(fixture_dir):
     size = int(meta["image_size"])
     model = build_model(config, size)
     levels = range(config.fpn.min_level, config.fpn.max_level + 1)
-    features = {level: tf.constant(reference[f"features_{level}"]) for level in levels}
+    features = {level: tf.constant(reference[f"features_{level}"], tf.float32) for level in levels}
     image_info = tf.constant(reference["image_info"], tf.float32)
     model.infer_from_features(features, image_info)  # makes the head variables
     shapes = {name: tuple(shape) for name, shape in meta["variables"]}
@@ -127,7 +140,11 @@ def compare(fixture_dir):
         # Nearest of ours by coordinates (boxes clipped flat at the border have no IoU).
         distance = np.abs(reference["rois"][image][:count, None, :]
                           - rois[image][None, :ours_count, :]).max(axis=-1)
-        best = distance.argmin(axis=1)
+        # Among our boxes within 0.01 pixel (several proposals can be the same clipped box),
+        # the one with the closest score.
+        score_gap = np.abs(reference["roi_scores"][image][:count, None]
+                           - roi_scores[image][None, :ours_count])
+        best = np.where(distance <= 0.01, score_gap, 1e9 + distance).argmin(axis=1)
         unmatched += int((distance.min(axis=1) > 0.01).sum())
         worst_box = max(worst_box, distance.min(axis=1).max())
         worst_score = max(worst_score, np.abs(reference["roi_scores"][image][:count]
@@ -138,14 +155,16 @@ def compare(fixture_dir):
                   proposals_unmatched=unmatched)
 
     # The box head on the reference's RoIs.
-    box = model.box_outputs(features, tf.constant(reference["rois"]))
-    batch, count = reference["rois"].shape[:2]
-    result["box_class"] = np.abs(box["class_logits"].numpy() - reference["box_class_outputs"]).max()
+    # The box head on the reference's first 128 RoIs (all would take long on CPUs).
+    batch, count = reference["rois"].shape[0], min(128, reference["rois"].shape[1])
+    box = model.box_outputs(features, tf.constant(reference["rois"][:, :count]))
+    result["box_class"] = np.abs(box["class_logits"].numpy()
+                                 - reference["box_class_outputs"][:, :count]).max()
     result["box_deltas"] = np.abs(box["box_deltas"].numpy().reshape(batch, count, -1)
-                                  - reference["box_box_outputs"]).max()
+                                  - reference["box_box_outputs"][:, :count]).max()
     if "box_attribute_outputs" in reference:
         result["box_attributes"] = np.abs(box["attribute_logits"].numpy()
-                                          - reference["box_attribute_outputs"]).max()
+                                          - reference["box_attribute_outputs"][:, :count]).max()
 
     # Detections: every reference one with score >= 0.05 has a counterpart of ours.
     detections = {key: value.numpy() for key, value in outputs["detections"].items()}
@@ -197,8 +216,14 @@ def compare(fixture_dir):
     return result
 
 
-@pytest.mark.parametrize("fixture_dir", fixture_dirs(), ids=os.path.basename)
+@pytest.mark.parametrize("fixture_dir", fixture_dirs(),
+                         ids=lambda path: "/".join(path.split(os.sep)[-2:]))
 def test_heads_reproduce_reference(fixture_dir):
+    with np.load(os.path.join(fixture_dir, "reference.npz")) as stored:
+        if stored["features_3"].dtype != np.float32:
+            # Rounded features move the RPN logits by ~1e-3 and with them proposal order and
+            # NMS; such fixtures are compared end to end (tests/test_reference_equivalence.py).
+            pytest.skip(f"features stored as {stored['features_3'].dtype}, not float32")
     result = compare(fixture_dir)
     assert result["rpn"] < 1e-3, result
     assert result["proposals_unmatched"] == 0, result
@@ -206,6 +231,7 @@ def test_heads_reproduce_reference(fixture_dir):
     assert result["box_class"] < 1e-3 and result["box_deltas"] < 1e-3, result
     assert result.get("box_attributes", 0.0) < 1e-3, result
     assert result["missing"] == 0 and result["extra"] == 0, result
+    assert result["excused"] <= max(2, 0.02 * sum(result["detections"])), result
     assert result["detection_iou"] >= 0.99 and result["detection_score"] <= 0.005, result
     assert result["detection_mask"] <= 0.01 and result["detection_attribute"] <= 0.005, result
 
@@ -214,7 +240,7 @@ def test_map_heads_covers_every_head_variable():
     """Shapes and names alone (no fixture): every reference head variable of both families
     maps to one of ours, none of ours left."""
     for family, attribute_scope in (("tpu_fashionpedia", None), ("fork_imat", "attributes_head")):
-        config = head_config({"family": family, "architecture": "x"})
+        config = head_config({"family": family, "architecture": "x"}, use_preset=False)
         reference = _reference_head_shapes(config, attribute_scope)
         model = build_model(config, 128)
         features = {level: tf.zeros([1, 128 // 2 ** level, 128 // 2 ** level, 256])
@@ -264,3 +290,36 @@ def _reference_head_shapes(config, attribute_scope):
                        "attributes_head/attributes-predict/bias": (341,)})
         shapes.update(bn("attributes_head/batch_normalization_4", 1024))
     return shapes
+
+
+def test_reference_switches_train_and_infer_on_tiny():
+    """The tiny preset with every reference switch on trains (finite losses, attributes from
+    the box features) and predicts; the attribute head is the box head's dense layer."""
+    from model.maskrcnn_losses import total_losses
+    config = load_config("tiny", [
+        "model.rpn.use_bn=true", "model.rpn.conv_bias_with_bn=true", "model.rpn.activation=swish",
+        "model.rpn.proposal_style=tpu", "model.box_head.use_bn=true",
+        "model.box_head.conv_bias_with_bn=true", "model.box_head.activation=swish",
+        "model.mask_head.use_bn=true", "model.mask_head.conv_bias_with_bn=true",
+        "model.mask_head.deconv_bn=true", "model.mask_head.activation=swish",
+        "model.attribute_head.placement=box_features", "model.roi_align.type=tpu",
+        "model.postprocess.box_coding=pixel_plus_one"]).model
+    model = build_model(config, 128)
+    images = tf.random.stateless_normal([2, 128, 128, 3], [1, 2])
+    image_info = tf.constant([[[128, 128], [128, 128], [1, 1], [0, 0]]] * 2, tf.float32)
+    labels = {
+        "gt_boxes": tf.constant([[[10, 12, 70, 90], [40, 30, 120, 100], [-1, -1, -1, -1]]] * 2,
+                                tf.float32),
+        "gt_classes": tf.constant([[1, 3, -1]] * 2, tf.int32),
+        "gt_is_crowd": tf.zeros([2, 3], tf.bool),
+        "gt_masks": tf.ones([2, 3, 56, 56], tf.float32),
+        "gt_attributes": tf.one_hot([[2, 5, 0]] * 2, config.num_attributes),
+    }
+    terms = total_losses(model(images, image_info, labels, training=True), config,
+                         model.trainable_variables)
+    assert all(np.isfinite(float(value)) for value in terms.values()) and "attribute_loss" in terms
+    detections = model(images, image_info, training=False)["detections"]
+    assert detections["attribute_probabilities"].shape == (2, 20, config.num_attributes)
+    names = {v.name.split(":")[0].split("/", 1)[-1] for v in model.variables}
+    assert "box_head/attribute_logits/kernel" in names and "mask_head/deconv_bn/gamma" in names
+    assert not any(name.startswith("attribute_head/") for name in names)

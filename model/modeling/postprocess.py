@@ -65,7 +65,9 @@ def padded_class_nms(boxes: tf.Tensor, probabilities: tf.Tensor, settings: Detec
     top_scores, top_indices = tf.math.top_k(per_class_scores, k=k)
     top_boxes = tf.gather(per_class_boxes, top_indices, batch_dims=1)
     per_class_limit = min(max_detections, k)
-    kept, kept_scores, _ = batched_nms(top_boxes, top_scores, per_class_limit, settings.nms_iou,
+    kept, kept_scores, _ = batched_nms(canonical_like_one_problem(top_boxes, top_scores,
+                                                                  settings.score_threshold),
+                                       top_scores, per_class_limit, settings.nms_iou,
                                        score_threshold=settings.score_threshold)
     kept_boxes = tf.gather(top_boxes, kept, batch_dims=1)
     kept_rois = tf.gather(top_indices, kept, batch_dims=1)
@@ -91,6 +93,23 @@ def padded_class_nms(boxes: tf.Tensor, probabilities: tf.Tensor, settings: Detec
         # int32 [B, D]: the RoI each detection comes from (0 in unused slots).
         "roi_indices": tf.where(valid, tf.gather(all_rois, order, batch_dims=1), 0),
     }
+
+
+def canonical_like_one_problem(boxes: tf.Tensor, scores: tf.Tensor, score_threshold: float
+                               ) -> tf.Tensor:
+    """Boxes [P, K, 4] of P NMS problems as ``tf.image.non_max_suppression_padded`` orders
+    their corners when called on each problem alone (as tensorflow/tpu's post-processing
+    does, per image and class): it swaps ymin/ymax (xmin/xmax) of the whole problem when
+    its first box, zeroed if its score is not above the threshold, has them inverted. Called
+    on all problems at once it would decide for all by the first problem's first box.
+    Boxes with ymin <= ymax and xmin <= xmax (every box without pixel_plus_one coding) are
+    returned unchanged."""
+    first = boxes[:, 0, :] * tf.cast(scores[:, 0] > score_threshold, boxes.dtype)[:, tf.newaxis]
+    swap_y = (first[:, 0] > first[:, 2])[:, tf.newaxis]
+    swap_x = (first[:, 1] > first[:, 3])[:, tf.newaxis]
+    ymin, xmin, ymax, xmax = tf.unstack(boxes, axis=-1)
+    return tf.stack([tf.where(swap_y, ymax, ymin), tf.where(swap_x, xmax, xmin),
+                     tf.where(swap_y, ymin, ymax), tf.where(swap_x, xmin, xmax)], axis=-1)
 
 
 def combined_class_nms(boxes: tf.Tensor, probabilities: tf.Tensor, settings: DetectionSettings

@@ -170,10 +170,11 @@ def _tpu_proposals(scores, deltas, anchors, image_info, settings: ProposalSettin
         top_scores, top_indices = tf.math.top_k(probabilities, k=min(settings.pre_nms_top_k,
                                                                     count))
         top_boxes = tf.gather(boxes, top_indices, batch_dims=1)
-        selectable = tf.reduce_any(top_boxes > 0.0, axis=-1)
-        kept, _, num_valid = batched_nms(top_boxes, tf.where(selectable, top_scores, -2.0),
-                                         min(settings.post_nms_top_k, count), settings.nms_iou,
-                                         score_threshold=-1.5)
+        # tensorflow/tpu's sorted_non_max_suppression_padded is the same tiled algorithm
+        # on the boxes as they are (inverted ones included) in the top-k order.
+        kept, num_valid = tf.image.non_max_suppression_padded(
+            top_boxes, top_scores, min(settings.post_nms_top_k, count), settings.nms_iou,
+            pad_to_max_output_size=True, sorted_input=True, canonicalized_coordinates=True)
         valid = tf.range(kept.shape[1])[tf.newaxis, :] < num_valid[:, tf.newaxis]
         all_boxes.append(tf.where(valid[..., tf.newaxis],
                                   tf.gather(top_boxes, kept, batch_dims=1), 0.0))
