@@ -113,6 +113,17 @@ ARCHITECTURE_WEIGHTS = {
         r"attribute-predict/(kernel|bias)$": 1.0,
         r"mask_fcn_logits/(kernel|bias)$": 4.0,
     }),
+    "imat_sn143": (119, {
+        # SpineNet endpoints (1x1 conv + batch norm + ReLU), levels 3..7 in creation order.
+        r"^spinenet/batch_normalization_20/gamma$": 7e-7,
+        r"^spinenet/batch_normalization_21/gamma$": 1.1e-6,
+        r"^spinenet/batch_normalization_22/gamma$": 2.3e-7,
+        r"^spinenet/batch_normalization_23/gamma$": 8e-8,
+        r"^spinenet/batch_normalization_24/gamma$": 8e-8,
+        r"class-predict/kernel$": 30.0,
+        r"class-predict/bias$": 1300.0,
+        r"mask_fcn_logits/(kernel|bias)$": 4.0,
+    }),
 }
 
 
@@ -404,11 +415,18 @@ def run(args):
         "notes": notes,
     }
     with open(os.path.join(args.output, "variables.json"), "w") as f:
-        json.dump(description, f, indent=1)
-        f.write("\n")
+        f.write(dump_description(description))
     print("%s: wrote %s (reference.npz %.2f MB)" % (
         args.architecture, args.output, os.path.getsize(npz_path) / 1e6), flush=True)
     return summary
+
+
+def dump_description(description):
+    """JSON text with one variable per line (the list is long; the rest is indented)."""
+    variables = description["variables"]
+    text = json.dumps(dict(description, variables="@VARIABLES@"), indent=1)
+    lines = ",\n".join("  " + json.dumps(entry) for entry in variables)
+    return text.replace('"@VARIABLES@"', "[\n" + lines + "\n ]") + "\n"
 
 
 def summarise(architecture, names_shapes, arrays):
