@@ -217,7 +217,7 @@ def _activation_overrides(params: Mapping[str, Any]) -> List[str]:
     if activation != "relu" and _get(params, "architecture.backbone", "resnet") == "resnet":
         raise ConfigError(f"batch_norm_activation.activation {activation!r} with a ResNet: this "
                           "package's ResNet uses relu")
-    return [f"{key}={json.dumps(activation)}" for key in _ACTIVATION_KEYS]
+    return [f"{key}={_yaml_value(activation)}" for key in _ACTIVATION_KEYS]
 
 
 def overrides(params: Mapping[str, Any], family: str) -> List[str]:
@@ -229,11 +229,24 @@ def overrides(params: Mapping[str, Any], family: str) -> List[str]:
             continue
         converted = convert(value, reference_key)
         if our_key is not None:
-            result.append(f"{our_key}={json.dumps(converted)}")  # JSON is YAML
+            result.append(f"{our_key}={_yaml_value(converted)}")
     return result
 
 
 _MISSING = object()
+
+
+def _yaml_value(value) -> str:
+    """``value`` as a YAML 1.1 scalar or flow list (PyYAML reads 4e-05 as a string, 4.0e-05
+    as a float)."""
+    if isinstance(value, list):
+        return "[" + ", ".join(_yaml_value(item) for item in value) + "]"
+    if isinstance(value, float):
+        mantissa, _, exponent = repr(value).partition("e")
+        if "." not in mantissa:
+            mantissa += ".0"
+        return mantissa + (f"e{'' if exponent[0] in '+-' else '+'}{exponent}" if exponent else "")
+    return json.dumps(value)
 
 
 def experiment_config(params: Mapping[str, Any], family: str,
