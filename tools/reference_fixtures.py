@@ -103,11 +103,15 @@ DEFAULT_IMAGES = [
 #   so that the background class (whose seeded bias is the largest at these seeds) wins on most
 #   RoIs, and the kernel so that the per-RoI variation decides the rest: a few tens of
 #   detections over two or three categories, scores from 0.05 to 1.
+# * the RPN and box-head box deltas are scaled down so that proposals and detections are proper
+#   boxes (positive height and width) that move a little from their anchors / proposals;
 # * the mask and attribute logits are scaled to spread the sigmoid probabilities.
 ARCHITECTURE_WEIGHTS = {
     "fp_r50fpn": (119, {
         r"^fpn/p[3-7]-bn/gamma$": 3e-4,
         r"rpn-class/(kernel|bias)$": 2.0,
+        r"rpn-box/(kernel|bias)$": 0.1,
+        r"box-predict/(kernel|bias)$": 0.2,
         r"class-predict/kernel$": 30.0,
         r"class-predict/bias$": 2600.0,
         r"attribute-predict/(kernel|bias)$": 1.0,
@@ -120,6 +124,8 @@ ARCHITECTURE_WEIGHTS = {
         r"^spinenet/batch_normalization_22/gamma$": 2.3e-7,
         r"^spinenet/batch_normalization_23/gamma$": 8e-8,
         r"^spinenet/batch_normalization_24/gamma$": 8e-8,
+        r"rpn-box/(kernel|bias)$": 0.1,
+        r"box-predict/(kernel|bias)$": 0.2,
         r"class-predict/kernel$": 30.0,
         r"class-predict/bias$": 1300.0,
         r"mask_fcn_logits/(kernel|bias)$": 4.0,
@@ -441,8 +447,14 @@ def summarise(architecture, names_shapes, arrays):
         classes = arrays["detection_classes"][index, :count]
         masks = arrays["detection_masks"][index, :count]
         attributes = arrays["detection_attributes"][index, :count]
+        boxes = arrays["detection_boxes"][index, :count]
+        rois = arrays["rois"][index]
         summary["per_image"].append({
             "detections": count,
+            "min_box_height_width": ([float((boxes[:, 2] - boxes[:, 0]).min()),
+                                      float((boxes[:, 3] - boxes[:, 1]).min())] if count else None),
+            "min_roi_height_width": [float((rois[:, 2] - rois[:, 0]).min()),
+                                     float((rois[:, 3] - rois[:, 1]).min())],
             "score_range": [float(scores.min()), float(scores.max())] if count else None,
             "categories": int(len(set(classes.tolist()))),
             "mask_std": float(masks.std()) if count else None,
