@@ -95,7 +95,8 @@ def main(argv=None):
             test_rpn_post_nms_top_k=k, test_rpn_nms_threshold=0.7, test_rpn_score_threshold=0.0,
             test_rpn_min_size_threshold=0.0, use_batched_nms=False))
         rois, roi_scores = generator(rpn_boxes, rpn_scores, anchors, info[:, 1, :], False)
-        roi_features = spatial_transform_ops.multilevel_crop_and_resize(features, rois, output_size=7)
+        roi_features = spatial_transform_ops.multilevel_crop_and_resize(features, rois,
+                                                                        output_size=7)
         postprocess = ns(apply_nms=True, use_batched_nms=False, max_total_size=100,
                          nms_iou_threshold=0.5, score_threshold=0.05, pre_nms_num_boxes=1000)
         if args.family == "tpu":

@@ -73,7 +73,8 @@ PRESETS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 def head_config(meta, use_preset=True):
     """The architecture's preset where there is one (so the presets are what is tested),
     else the family's head settings above; then the fixture's own overrides."""
-    extra = ["model.bfloat16=false"] + list(meta.get("heads_overrides", []))  # as the references ran
+    # float32, as the reference runs were.
+    extra = ["model.bfloat16=false"] + list(meta.get("heads_overrides", []))
     if use_preset and os.path.exists(os.path.join(PRESETS, f"{meta['architecture']}.yaml")):
         return load_config(meta["architecture"], extra).model
     overrides = list(FAMILY_OVERRIDES[meta["family"]])
@@ -131,7 +132,8 @@ def compare(fixture_dir):
                         for level in rpn["scores"])
 
     # Proposals: the valid reference ones, in order (unused slots score -1 or 0).
-    rois, roi_scores = outputs["proposals"]["rois"].numpy(), outputs["proposals"]["roi_scores"].numpy()
+    rois = outputs["proposals"]["rois"].numpy()
+    roi_scores = outputs["proposals"]["roi_scores"].numpy()
     worst_box, worst_score, unmatched = 0.0, 0.0, 0
     for image in range(rois.shape[0]):
         count = int((reference["roi_scores"][image] > 0).sum())
@@ -168,52 +170,60 @@ def compare(fixture_dir):
 
     # Detections: every reference one with score >= 0.05 has a counterpart of ours.
     detections = {key: value.numpy() for key, value in outputs["detections"].items()}
-    # Boxes clipped flat onto the image border (under a pixel wide) have IoUs that a 1e-5
-    # pixel change flips, so NMS may keep or drop them either way; they are not required
-    # to match, and one of ours kept where the reference dropped one can push the
-    # reference's last detection out of a full list (excused at the list's end only).
-    missing, extra, excused = 0, 0, 0
+    result.update(match_detections(reference, detections))
+    return result
+
+
+def _flat(boxes):
+    return np.minimum(boxes[..., 2] - boxes[..., 0], boxes[..., 3] - boxes[..., 1]) < 1.0
+
+
+def match_detections(reference, detections):
+    """Each reference detection scoring >= 0.05 against ours of the same class, score
+    within 0.005 and box IoU >= 0.99; ours above 0.1 left over are extra.
+
+    Boxes clipped flat onto the image border (under a pixel wide) have IoUs that a 1e-5
+    pixel change flips, so NMS may keep or drop them either way; they are not required
+    to match, and one of ours kept where the reference dropped one can push the
+    reference's last detection out of a full list (excused at the list's end only)."""
+    missing, extra, excused, counts = 0, 0, 0, []
     worst = {"iou": 1.0, "score": 0.0, "mask": 0.0, "attribute": 0.0}
-    flat = lambda boxes: np.minimum(boxes[..., 2] - boxes[..., 0],  # noqa: E731
-                                    boxes[..., 3] - boxes[..., 1]) < 1.0
     max_detections = detections["scores"].shape[1]
-    for image in range(batch):
-        wanted = np.nonzero(reference["detection_scores"][image] >= 0.05)[0]
-        mine = np.nonzero(detections["scores"][image] > 0)[0]
-        iou = box_iou(reference["detection_boxes"][image][wanted], detections["boxes"][image][mine])
+    for image in range(detections["scores"].shape[0]):
+        ref = {key: reference[f"detection_{key}"][image]
+               for key in ("boxes", "scores", "classes", "masks", "attributes")
+               if f"detection_{key}" in reference}
+        ours = {key: value[image] for key, value in detections.items()}
+        wanted = np.nonzero(ref["scores"] >= 0.05)[0]
+        mine = np.nonzero(ours["scores"] > 0)[0]
+        counts.append(len(wanted))
+        iou = box_iou(ref["boxes"][wanted], ours["boxes"][mine])
         used = set()
         for row, index in enumerate(wanted):
-            candidates = [(iou[row, column], column) for column, j in enumerate(mine)
-                          if detections["classes"][image][j] == reference["detection_classes"][image][index]
-                          and abs(detections["scores"][image][j]
-                                  - reference["detection_scores"][image][index]) <= 0.005
-                          and j not in used]
+            candidates = [(iou[row, column], j) for column, j in enumerate(mine)
+                          if ours["classes"][j] == ref["classes"][index] and j not in used
+                          and abs(ours["scores"][j] - ref["scores"][index]) <= 0.005]
             if not candidates or max(candidates)[0] < 0.99:
-                full = len(mine) == max_detections
-                last = detections["scores"][image][mine].min() if len(mine) else 0.0
-                score = reference["detection_scores"][image][index]
-                if flat(reference["detection_boxes"][image][index]) or (full and score <= last + 0.005):
+                last = ours["scores"][mine].min() if len(mine) else 0.0
+                cut = len(mine) == max_detections and ref["scores"][index] <= last + 0.005
+                if _flat(ref["boxes"][index]) or cut:
                     excused += 1
                 else:
                     missing += 1
                 continue
-            best_iou, column = max(candidates)
-            j = mine[column]
+            best_iou, j = max(candidates)
             used.add(j)
             worst["iou"] = min(worst["iou"], best_iou)
-            worst["score"] = max(worst["score"], abs(detections["scores"][image][j]
-                                                     - reference["detection_scores"][image][index]))
-            worst["mask"] = max(worst["mask"], np.abs(detections["mask_probabilities"][image][j]
-                                                      - reference["detection_masks"][image][index]).max())
-            if "detection_attributes" in reference:
+            worst["score"] = max(worst["score"], abs(ours["scores"][j] - ref["scores"][index]))
+            worst["mask"] = max(worst["mask"], np.abs(ours["mask_probabilities"][j]
+                                                      - ref["masks"][index]).max())
+            if "attributes" in ref:
                 worst["attribute"] = max(worst["attribute"], np.abs(
-                    detections["attribute_probabilities"][image][j]
-                    - reference["detection_attributes"][image][index]).max())
-        extra += sum(1 for j in mine if j not in used and detections["scores"][image][j] > 0.1
-                     and not flat(detections["boxes"][image][j]))
-        result.setdefault("detections", []).append(len(wanted))
-    result.update(missing=missing, extra=extra, excused=excused, **{f"detection_{k}": v for k, v in worst.items()})
-    return result
+                    ours["attribute_probabilities"][j] - ref["attributes"][index]).max())
+        extra += sum(1 for j in mine if j not in used and ours["scores"][j] > 0.1
+                     and not _flat(ours["boxes"][j]))
+    return {"detections": counts, "missing": missing, "extra": extra, "excused": excused,
+            **{f"detection_{key}": value for key, value in worst.items()}}
 
 
 @pytest.mark.parametrize("fixture_dir", fixture_dirs(),
@@ -275,7 +285,8 @@ def _reference_head_shapes(config, attribute_scope):
                    "fast_rcnn_head/class-predict/bias": (47,),
                    "fast_rcnn_head/box-predict/kernel": (1024, 188),
                    "fast_rcnn_head/box-predict/bias": (188,),
-                   "mask_head/conv5-mask/kernel": (2, 2, 256, 256), "mask_head/conv5-mask/bias": (256,),
+                   "mask_head/conv5-mask/kernel": (2, 2, 256, 256),
+                   "mask_head/conv5-mask/bias": (256,),
                    "mask_head/mask_fcn_logits/kernel": (1, 1, 256, 47),
                    "mask_head/mask_fcn_logits/bias": (47,)})
     shapes.update(bn("fast_rcnn_head/batch_normalization_4", 1024))
