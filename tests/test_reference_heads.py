@@ -160,8 +160,10 @@ def compare(fixture_dir):
     # The box head on the reference's first 128 RoIs (all would take long on CPUs).
     batch, count = reference["rois"].shape[0], min(128, reference["rois"].shape[1])
     box = model.box_outputs(features, tf.constant(reference["rois"][:, :count]))
+    # Class logits relative to their scale (a seeded class layer may scale them to ~1e3).
+    scale = max(1.0, float(np.abs(reference["box_class_outputs"][:, :count]).max()))
     result["box_class"] = np.abs(box["class_logits"].numpy()
-                                 - reference["box_class_outputs"][:, :count]).max()
+                                 - reference["box_class_outputs"][:, :count]).max() / scale
     result["box_deltas"] = np.abs(box["box_deltas"].numpy().reshape(batch, count, -1)
                                   - reference["box_box_outputs"][:, :count]).max()
     if "box_attribute_outputs" in reference:
@@ -232,20 +234,23 @@ def test_heads_reproduce_reference(fixture_dir):
     with open(os.path.join(fixture_dir, "variables.json")) as stream:
         exact = json.load(stream).get("features_exact_float16", False)
     with np.load(os.path.join(fixture_dir, "reference.npz")) as stored:
-        if stored["features_3"].dtype != np.float32 and not exact:
-            # Rounded features move the RPN logits by ~1e-3 and with them proposal order and
-            # NMS; such fixtures are compared end to end (tests/test_reference_equivalence.py).
-            pytest.skip(f"features stored as {stored['features_3'].dtype}, not float32")
+        exact = exact or stored["features_3"].dtype == np.float32
     result = compare(fixture_dir)
+    # The detections' targets hold for every fixture.
+    assert result["missing"] == 0 and result["extra"] == 0, result
+    assert result["excused"] <= max(2, 0.02 * sum(result["detections"])), result
+    assert result["detection_iou"] >= 0.99 and result["detection_score"] <= 0.005, result
+    assert result["detection_mask"] <= 0.01 and result["detection_attribute"] <= 0.005, result
+    if not exact:
+        # Features stored rounded (float16) move the RPN logits by ~1e-3 and with them the
+        # proposals' order; the stages before the detections are only equal on the exact
+        # features the reference heads read.
+        return
     assert result["rpn"] < 1e-3, result
     assert result["proposals_unmatched"] == 0, result
     assert result["proposal_box"] < 0.01 and result["proposal_score"] < 1e-4, result
     assert result["box_class"] < 1e-3 and result["box_deltas"] < 1e-3, result
     assert result.get("box_attributes", 0.0) < 1e-3, result
-    assert result["missing"] == 0 and result["extra"] == 0, result
-    assert result["excused"] <= max(2, 0.02 * sum(result["detections"])), result
-    assert result["detection_iou"] >= 0.99 and result["detection_score"] <= 0.005, result
-    assert result["detection_mask"] <= 0.01 and result["detection_attribute"] <= 0.005, result
 
 
 def test_map_heads_covers_every_head_variable():
