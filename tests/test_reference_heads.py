@@ -341,3 +341,32 @@ def test_reference_switches_train_and_infer_on_tiny():
     names = {v.name.split(":")[0].split("/", 1)[-1] for v in model.variables}
     assert "box_head/attribute_logits/kernel" in names and "mask_head/deconv_bn/gamma" in names
     assert not any(name.startswith("attribute_head/") for name in names)
+
+
+def test_class_nms_orders_corners_per_problem_as_separate_calls_do():
+    """Inverted boxes (pixel_plus_one decoding of tiny boxes): the folded class NMS keeps
+    what one tf.image.non_max_suppression_padded call per (image, class) keeps."""
+    from model.modeling.postprocess import DetectionSettings, padded_class_nms
+    rng = np.random.default_rng(3)
+    corners = rng.uniform(0, 20, [2, 40, 3, 4]).astype(np.float32)
+    boxes = np.concatenate([np.minimum(corners[..., :2], corners[..., 2:]),
+                            np.maximum(corners[..., :2], corners[..., 2:])], axis=-1)
+    boxes[0, :, 1, 3] = boxes[0, :, 1, 1] - 0.5  # class 2 of image 0: every box inverted in x
+    boxes[1, 5:, 0, 2] = boxes[1, 5:, 0, 0] - 0.3  # some of class 1 of image 1 inverted in y
+    probabilities = rng.uniform(0, 1, [2, 40, 3]).astype(np.float32)
+    settings = DetectionSettings(pre_nms_top_k=40, score_threshold=0.05, nms_iou=0.5,
+                                 max_detections=60)
+    ours = padded_class_nms(tf.constant(boxes), tf.constant(probabilities), settings)
+    for image in range(2):
+        expected = []
+        for cls in range(3):
+            scores, order = tf.math.top_k(probabilities[image, :, cls], k=40)
+            kept, valid = tf.image.non_max_suppression_padded(
+                tf.gather(boxes[image, :, cls], order), scores, 60, iou_threshold=0.5,
+                score_threshold=0.05, pad_to_max_output_size=True)
+            expected += [(float(scores[i]), cls + 1) for i in kept.numpy()[:int(valid)]]
+        expected = sorted(expected, key=lambda item: -item[0])[:60]
+        count = int(ours["num_detections"][image])
+        got = list(zip(ours["scores"][image].numpy()[:count].tolist(),
+                       ours["classes"][image].numpy()[:count].tolist()))
+        assert got == [(pytest.approx(score), cls) for score, cls in expected]
