@@ -15,7 +15,8 @@ box head; sync batch norm, momentum 0.99, epsilon 1e-3). Features are seeded nor
 for levels 3-7 (256 channels); weights are ``seeded_weights`` of the graph's variables.
 With --features_from, the features, image_info, seed and logit scales are those of a
 full-model fixture (tests/fixtures/reference/<arch>/), so the heads alone are rerun on
-exactly the features stored there (float16 storage included).
+exactly the features stored there; float16 ones are written back as the same float16
+values ("features_exact_float16": the reference heads ran on exactly them).
 
 OUT/variables.json and OUT/reference.npz follow the fixture format of
 tests/fixtures/reference/ (features_L, rpn_scores_L, rpn_boxes_L, rois, roi_scores,
@@ -95,7 +96,8 @@ def main(argv=None):
             test_rpn_post_nms_top_k=k, test_rpn_nms_threshold=0.7, test_rpn_score_threshold=0.0,
             test_rpn_min_size_threshold=0.0, use_batched_nms=False))
         rois, roi_scores = generator(rpn_boxes, rpn_scores, anchors, info[:, 1, :], False)
-        roi_features = spatial_transform_ops.multilevel_crop_and_resize(features, rois, output_size=7)
+        roi_features = spatial_transform_ops.multilevel_crop_and_resize(features, rois,
+                                                                        output_size=7)
         postprocess = ns(apply_nms=True, use_batched_nms=False, max_total_size=100,
                          nms_iou_threshold=0.5, score_threshold=0.05, pre_nms_num_boxes=1000)
         if args.family == "tpu":
@@ -138,7 +140,10 @@ def main(argv=None):
     result = {key: np.asarray(value) for key, value in result.items()}
     result["detection_classes"] = result["detection_classes"].astype(np.int32)
     result["num_detections"] = result["num_detections"].astype(np.int32)
-    result.update({f"features_{level}": value for level, value in features_np.items()})
+    # The features exactly as the reference heads got them (a float16 source stays float16).
+    storage = stored["features_3"].dtype if stored is not None else np.float32
+    result.update({f"features_{level}": value.astype(storage)
+                   for level, value in features_np.items()})
     result["image_info"] = info_np
     os.makedirs(args.out, exist_ok=True)
     np.savez_compressed(os.path.join(args.out, "reference.npz"), **result)
@@ -147,6 +152,7 @@ def main(argv=None):
                     "fork": "imat_sn143"}[args.family]
     meta = {"architecture": architecture, "family": family, "image_size": size,
             "seed": args.seed, "logit_scales": logit_scales, "variables": variables,
+            "features_exact_float16": stored is not None and storage == np.float16,
             "heads_overrides": [f"model.rpn.test_pre_nms_top_k={k}",
                                 f"model.rpn.test_post_nms_top_k={k}"],
             "notes": ("heads only on the features of " + args.features_from if args.features_from

@@ -133,7 +133,8 @@ class AttributeHeadConfig:
     loss_weight: float = 1.0
     # "mask_rois": its own convs + fc on the mask head's RoI features (this package, and the
     # iMaterialist fork); "box_features": one dense layer on the box head's last fc
-    # (tensorflow/tpu's Fashionpedia model; num_convs, num_filters, fc_dims, use_bn unused).
+    # (tensorflow/tpu's Fashionpedia model; num_convs, num_filters, fc_dims, use_bn unused;
+    # trained on every sampled RoI, background ones with all-zero targets).
     placement: str = "mask_rois"
     conv_bias_with_bn: bool = False  # True: convs and fc keep their bias before batch norm
     activation: str = "relu"  # "relu" or "swish"

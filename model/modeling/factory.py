@@ -5,6 +5,8 @@ policy, the anchors of an image_size x image_size input and the frozen settings 
 each stage, and chooses the RoIAlign and class-NMS implementations: static-shape
 gathers and padded NMS with ``static_ops_for_tpu``, otherwise TensorFlow's
 crop_and_resize and combined NMS kernels (faster on CPUs and GPUs, same numbers).
+``roi_align.type: tpu`` always uses tensorflow/tpu's gather RoIAlign, and attributes on
+the box features always the padded NMS (it tells each detection's RoI).
 """
 import contextlib
 import dataclasses

@@ -102,8 +102,8 @@ class BoxHead(tf.keras.layers.Layer):
                                   conv_bias_with_bn, activation)
         self._fcs = []
         for index in range(num_fcs):
-            self._fcs.append(tf.keras.layers.Dense(fc_dims, use_bias=conv_bias_with_bn or not use_bn,
-                                                   name=f"fc{index}"))
+            self._fcs.append(tf.keras.layers.Dense(
+                fc_dims, use_bias=conv_bias_with_bn or not use_bn, name=f"fc{index}"))
             if use_bn:
                 self._fcs.append(batch_norm(norm, f"fc_bn{index}"))
             self._fcs.append(activation_layer(activation))

@@ -164,10 +164,17 @@ class AttributeMaskRCNN(tf.keras.Model):
                    "mask": {**self._mask_branch(mask_features, True), **targets}}
         if self.attribute_head is not None:
             outputs["attribute"] = {**self._attribute_branch(mask_features, True), **targets}
-        elif "attribute_logits" in box_branch:  # attributes on the box features
-            count = targets["rois"].shape[1]  # the first sampled RoIs, as the mask targets
-            outputs["attribute"] = {"attribute_logits": box_branch["attribute_logits"][:, :count],
-                                    **targets}
+        elif "attribute_logits" in box_branch:
+            # Attributes on the box features (tensorflow/tpu's Fashionpedia model) learn on
+            # every sampled RoI, background ones with all-zero targets.
+            foreground = tf.logical_and(sampled["is_foreground"], sampled["is_valid"])
+            matched = tf.gather(gt["gt_attributes"], sampled["matched_gt"], batch_dims=1)
+            outputs["attribute"] = {
+                "attribute_logits": box_branch["attribute_logits"],
+                "attribute_targets": tf.where(foreground[..., tf.newaxis],
+                                              tf.cast(matched, tf.float32), 0.0),
+                "weights": tf.cast(sampled["is_valid"], tf.float32),
+            }
         return outputs
 
     def _inference_branches(self, features, proposals, image_info) -> Dict[str, Dict]:

@@ -12,6 +12,10 @@ Two implementations give the same numbers: ``multilevel_roi_align`` uses only
 gathers on a static-shape flat tensor (for TPUs); ``multilevel_roi_align_by_crops``
 routes boxes to their level and uses TensorFlow's crop_and_resize kernel, several
 times faster on CPUs and GPUs.
+
+``multilevel_roi_align_tpu`` is tensorflow/tpu's (and the iMaterialist fork's, the same
+numbers) multilevel_crop_and_resize: one sample per bin, no half-pixel offset, clamped
+corners (``roi_align.type: tpu``).
 """
 from typing import Dict
 
