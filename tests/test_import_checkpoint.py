@@ -95,6 +95,12 @@ def test_predict_imports_the_reference_checkpoint_itself(reference_checkpoint, i
     assert direct == saved
 
 
+@pytest.fixture(scope="module")
+def fashionpedia_sized_records(tmp_path_factory):
+    root = tmp_path_factory.mktemp("records")
+    return {"pattern": _fashionpedia_sized_records(root), "json": str(root / "train.json")}
+
+
 def _fashionpedia_sized_records(root):
     """Synthetic records whose label map is Fashionpedia's size: 46 categories, 341 slots."""
     json_path = generate_split(str(root), "train", 8,
@@ -121,8 +127,21 @@ def _losses(model_dir):
     return [values[step] for step in sorted(values)]
 
 
-def test_fine_tuning_from_the_imported_checkpoint_lowers_the_loss(imported, tmp_path, caplog):
-    pattern = _fashionpedia_sized_records(tmp_path)
+def test_tpu_eval_reads_the_imported_model_dir(imported, fashionpedia_sized_records):
+    train.main(["--mode", "eval", "--config", os.path.join(imported["model_dir"], "config.yaml"),
+                "--model_dir", imported["model_dir"],
+                "--eval_file_pattern", fashionpedia_sized_records["pattern"],
+                "--eval_annotations_file", fashionpedia_sized_records["json"],
+                "--override", "input.image_size=256", "--override", "eval.batch_size=2"])
+    with open(os.path.join(imported["model_dir"], "eval", "metrics-0.json")) as stream:
+        metrics = json.load(stream)
+    assert metrics["step"] == 0 and metrics["num_images"] == 8
+    assert 0.0 <= metrics["bbox"]["AP"] <= 1.0
+
+
+def test_fine_tuning_from_the_imported_checkpoint_lowers_the_loss(imported, tmp_path, caplog,
+                                                                   fashionpedia_sized_records):
+    pattern = fashionpedia_sized_records["pattern"]
     model_dir = str(tmp_path / "fine_tuned")
     steps = 21  # summaries at steps 0, 10 and 20
     train.main(["--mode", "train", "--config", os.path.join(imported["model_dir"], "config.yaml"),
