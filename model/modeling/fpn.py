@@ -25,7 +25,8 @@ class Fpn(tf.keras.layers.Layer):
                  norm: Optional[NormConfig] = None, **kwargs):
         super().__init__(**kwargs)
         if extra_levels not in EXTRA_LEVELS:
-            raise ValueError(f"fpn extra_levels must be one of {EXTRA_LEVELS}, got {extra_levels!r}")
+            raise ValueError(f"fpn extra_levels must be one of {EXTRA_LEVELS}, "
+                             f"got {extra_levels!r}")
         self._min_level = min_level
         self._max_level = max_level
         self._top = min(max_level, backbone_max_level)
