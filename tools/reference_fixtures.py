@@ -165,6 +165,20 @@ ARCHITECTURE_WEIGHTS = {
         r"class-predict/kernel$": 10.0,
         r"class-predict/bias$": 221.0,
     }),
+    "fp_sn143": (119, {
+        r"rpn-class/(kernel|bias)$": 2.0,
+        r"rpn-box/(kernel|bias)$": 0.1,
+        r"box-predict/(kernel|bias)$": 0.2,
+        r"attribute-predict/(kernel|bias)$": 1.0,
+        r"mask_fcn_logits/(kernel|bias)$": 4.0,
+        r"^spinenet/batch_normalization_20/gamma$": 8.8e-07,
+        r"^spinenet/batch_normalization_21/gamma$": 1.3e-06,
+        r"^spinenet/batch_normalization_22/gamma$": 2.8e-07,
+        r"^spinenet/batch_normalization_23/gamma$": 1e-07,
+        r"^spinenet/batch_normalization_24/gamma$": 9.6e-08,
+        r"class-predict/kernel$": 25.0,
+        r"class-predict/bias$": 6534.0,
+    }),
     "imat_sn143": (119, {
         # SpineNet endpoints (1x1 conv + batch norm + ReLU), levels 3..7 in creation order.
         r"^spinenet/batch_normalization_20/gamma$": 7e-7,
