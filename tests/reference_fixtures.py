@@ -12,8 +12,10 @@ import os
 from typing import Dict, List
 
 import numpy as np
+import tensorflow as tf
 
 from model.checkpoint_import import checkpoint_io, seeded_weights
+from model.ops import box_ops
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "reference")
 
@@ -56,62 +58,72 @@ def write_reference_checkpoint(architecture: str, prefix: str) -> str:
     return checkpoint_io.write_checkpoint(prefix, values)
 
 
-def _iou(box, boxes):
-    top = np.maximum(box[0], boxes[:, 0])
-    left = np.maximum(box[1], boxes[:, 1])
-    bottom = np.minimum(box[2], boxes[:, 2])
-    right = np.minimum(box[3], boxes[:, 3])
-    inter = np.clip(bottom - top, 0, None) * np.clip(right - left, 0, None)
-    area = lambda b: (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])  # noqa: E731
-    return inter / np.maximum(area(box) + area(boxes) - inter, 1e-9)
+def box_iou(a, b):
+    """IoU [N, M] of pixel boxes, 1 for boxes within 0.01 pixel of each other (boxes clipped
+    flat onto the image border have no area)."""
+    iou = box_ops.iou(tf.constant(a[None], tf.float32), tf.constant(b[None], tf.float32)).numpy()[0]
+    close = np.abs(a[:, None, :] - b[None, :, :]).max(axis=-1) <= 0.01
+    return np.where(close, np.maximum(iou, 1.0), iou)
 
 
-def compare_detections(reference: Dict[str, np.ndarray], ours: Dict[str, np.ndarray],
-                       image: int, attribute_columns=None) -> Dict[str, float]:
-    """Checks the targets for one image and returns the largest differences seen.
+def _flat(boxes):
+    return np.minimum(boxes[..., 2] - boxes[..., 0], boxes[..., 3] - boxes[..., 1]) < 1.0
 
-    reference: detection_boxes [n, D, 4], detection_scores, detection_classes, num_detections,
-      detection_masks [n, D, 28, 28], detection_attributes [n, D, T] (reference outputs).
-    ours: boxes, scores, classes, num_detections, mask_probabilities, attribute_probabilities
-      (the model's inference outputs in model-input pixels, classes 1..N).
-    attribute_columns: our attribute slot of each reference attribute output (default: same).
-    Raises AssertionError naming the first detection that misses a target.
-    """
-    count = int(reference["num_detections"][image])
-    ref_boxes = reference["detection_boxes"][image, :count]
-    ref_scores = reference["detection_scores"][image, :count]
-    ref_classes = reference["detection_classes"][image, :count]
-    mine = int(ours["num_detections"][image])
-    boxes, scores = ours["boxes"][image, :mine], ours["scores"][image, :mine]
-    classes = ours["classes"][image, :mine]
-    worst = {"box_iou": 1.0, "score": 0.0, "mask": 0.0, "attribute": 0.0, "matched": 0}
-    used = set()
-    for index in np.flatnonzero(ref_scores >= MIN_SCORE):
-        same = np.flatnonzero(classes == ref_classes[index])
-        assert same.size, (f"image {image}: reference detection {index} (class "
-                           f"{ref_classes[index]}, score {ref_scores[index]:.4f}) has no match")
-        ious = _iou(ref_boxes[index], boxes[same])
-        best = same[int(np.argmax(ious))]
-        iou = float(ious.max())
-        score = abs(float(scores[best]) - float(ref_scores[index]))
-        mask = float(np.abs(ours["mask_probabilities"][image, best]
-                            - reference["detection_masks"][image, index]).max())
-        ref_attributes = reference["detection_attributes"][image, index]
-        our_attributes = ours["attribute_probabilities"][image, best]
-        if attribute_columns is not None:
-            our_attributes = our_attributes[attribute_columns]
-        attribute = float(np.abs(our_attributes - ref_attributes).max())
-        label = f"image {image}: reference detection {index} (class {ref_classes[index]})"
-        assert iou >= MIN_IOU, f"{label}: box IoU {iou:.4f}"
-        assert score <= MAX_SCORE_DIFFERENCE, f"{label}: score differs by {score:.4f}"
-        assert mask <= MAX_MASK_DIFFERENCE, f"{label}: mask differs by {mask:.4f}"
-        assert attribute <= MAX_ATTRIBUTE_DIFFERENCE, f"{label}: attributes differ by {attribute:.4f}"
-        used.add(int(best))
-        worst.update(box_iou=min(worst["box_iou"], iou), score=max(worst["score"], score),
-                     mask=max(worst["mask"], mask), attribute=max(worst["attribute"], attribute),
-                     matched=worst["matched"] + 1)
-    extra = [i for i in np.flatnonzero(scores > MAX_UNMATCHED_SCORE) if int(i) not in used]
-    assert not extra, (f"image {image}: {len(extra)} detections of ours above "
-                       f"{MAX_UNMATCHED_SCORE} have no reference detection (first: class "
-                       f"{classes[extra[0]]}, score {scores[extra[0]]:.4f})")
-    return worst
+
+def match_detections(reference, detections):
+    """Each reference detection scoring >= 0.05 against ours of the same class, score
+    within 0.005 and box IoU >= 0.99; ours above 0.1 left over are extra.
+
+    Boxes clipped flat onto the image border (under a pixel wide) have IoUs that a 1e-5
+    pixel change flips, so NMS may keep or drop them either way; they are not required
+    to match, and one of ours kept where the reference dropped one can push the
+    reference's last detection out of a full list (excused at the list's end only)."""
+    missing, extra, excused, counts = 0, 0, 0, []
+    worst = {"iou": 1.0, "score": 0.0, "mask": 0.0, "attribute": 0.0}
+    max_detections = detections["scores"].shape[1]
+    for image in range(detections["scores"].shape[0]):
+        ref = {key: reference[f"detection_{key}"][image]
+               for key in ("boxes", "scores", "classes", "masks", "attributes")
+               if f"detection_{key}" in reference}
+        ours = {key: value[image] for key, value in detections.items()}
+        wanted = np.nonzero(ref["scores"] >= MIN_SCORE)[0]
+        mine = np.nonzero(ours["scores"] > 0)[0]
+        counts.append(len(wanted))
+        iou = box_iou(ref["boxes"][wanted], ours["boxes"][mine])
+        used = set()
+        for row, index in enumerate(wanted):
+            candidates = [(iou[row, column], j) for column, j in enumerate(mine)
+                          if ours["classes"][j] == ref["classes"][index] and j not in used
+                          and abs(ours["scores"][j] - ref["scores"][index]) <= MAX_SCORE_DIFFERENCE]
+            if not candidates or max(candidates)[0] < MIN_IOU:
+                last = ours["scores"][mine].min() if len(mine) else 0.0
+                cut = (len(mine) == max_detections
+                       and ref["scores"][index] <= last + MAX_SCORE_DIFFERENCE)
+                if _flat(ref["boxes"][index]) or cut:
+                    excused += 1
+                else:
+                    missing += 1
+                continue
+            best_iou, j = max(candidates)
+            used.add(j)
+            worst["iou"] = min(worst["iou"], best_iou)
+            worst["score"] = max(worst["score"], abs(ours["scores"][j] - ref["scores"][index]))
+            worst["mask"] = max(worst["mask"], np.abs(ours["mask_probabilities"][j]
+                                                      - ref["masks"][index]).max())
+            if "attributes" in ref:
+                worst["attribute"] = max(worst["attribute"], np.abs(
+                    ours["attribute_probabilities"][j] - ref["attributes"][index]).max())
+        extra += sum(1 for j in mine if j not in used and ours["scores"][j] > MAX_UNMATCHED_SCORE
+                     and not _flat(ours["boxes"][j]))
+    return {"detections": counts, "missing": missing, "extra": extra, "excused": excused,
+            **{f"detection_{key}": value for key, value in worst.items()}}
+
+
+def assert_targets(result) -> None:
+    """The equivalence targets on a ``match_detections`` result."""
+    assert result["missing"] == 0 and result["extra"] == 0, result
+    assert result["excused"] <= max(2, 0.02 * sum(result["detections"])), result
+    assert result["detection_iou"] >= MIN_IOU, result
+    assert result["detection_score"] <= MAX_SCORE_DIFFERENCE, result
+    assert result["detection_mask"] <= MAX_MASK_DIFFERENCE, result
+    assert result["detection_attribute"] <= MAX_ATTRIBUTE_DIFFERENCE, result

@@ -1,6 +1,6 @@
 """Writes a heads-only reference fixture for tests/test_reference_heads.py.
 
-  python -m tests.make_reference_heads_fixture --family tpu --reference DIR --out OUT
+  python tools/reference_heads_fixtures.py --family tpu --reference DIR --out OUT
       [--activation relu|swish] [--image_size 128] [--proposals 200] [--seed 13]
       [--features_from FIXTURE_DIR]
 
@@ -31,6 +31,7 @@ import types
 
 import numpy as np
 
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUM_CLASSES = 47
 LOGIT_SCALES = {r"class-predict": 1.5, r"rpn-class": 3.0, r"rpn-box/": 0.1,
                 r"box-predict/": 0.5, r"mask_fcn_logits": 2.0, r"attribute": 2.0}
@@ -65,6 +66,7 @@ def main(argv=None):
         from projects.fashionpedia.ops import postprocess_ops  # noqa: E402
     else:
         from ops import postprocess_ops  # noqa: E402
+    sys.path.insert(1, REPO_ROOT)  # this repository, after the reference's modules
     from model.checkpoint_import.seeded_weights import seeded_weights
 
     size, batch, channels, act = args.image_size, 2, 256, args.activation
@@ -157,7 +159,7 @@ def main(argv=None):
                                 f"model.rpn.test_post_nms_top_k={k}"],
             "notes": ("heads only on the features of " + args.features_from if args.features_from
                       else "heads only: seeded noise features, no backbone, no images")
-                     + " (tests/make_reference_heads_fixture.py)"}
+                     + " (tools/reference_heads_fixtures.py)"}
     with open(os.path.join(args.out, "variables.json"), "w") as stream:
         json.dump(meta, stream, indent=1)
     print(args.out, "detections per image", result["num_detections"],
