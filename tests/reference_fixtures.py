@@ -49,12 +49,14 @@ def config_path(architecture: str) -> str:
     return os.path.join(ROOT, architecture, "config.yaml")
 
 
-def write_reference_checkpoint(architecture: str, prefix: str) -> str:
-    """The checkpoint the reference run saved, rebuilt from the fixture's seed and names."""
+def write_reference_checkpoint(architecture: str, prefix: str, keep_scales=None) -> str:
+    """The checkpoint the reference run saved, rebuilt from the fixture's seed and names;
+    with ``keep_scales`` (a predicate on the scale's pattern) only those layer scales apply."""
     meta = metadata(architecture)
+    scales = {pattern: factor for pattern, factor in meta.get("logit_scales", {}).items()
+              if keep_scales is None or keep_scales(pattern)}
     values = seeded_weights.seeded_weights(
-        meta["seed"], [(name, tuple(shape)) for name, shape in meta["variables"]],
-        meta.get("logit_scales", {}))
+        meta["seed"], [(name, tuple(shape)) for name, shape in meta["variables"]], scales)
     return checkpoint_io.write_checkpoint(prefix, values)
 
 

@@ -2,11 +2,14 @@
 gives the same values on every machine, so a test can rebuild a checkpoint from its
 variable names and shapes alone.
 
-Values keep activations near unit scale through deep networks: kernels are normal with
-variance 2 / fan_in, batch-norm scales and moving variances near 1, offsets, biases and
-moving means near 0. ``logit_scales`` multiplies the kernels and biases of chosen layers
-(by regular expression on the name) so that a random network still gives confident,
-varied detections.
+Values are those of a freshly initialised network: kernels normal with variance 2 / fan_in,
+batch-norm scales and moving variances near 1, offsets, biases and moving means near 0.
+Such batch-norm statistics normalise nothing, so activations grow through residual blocks
+(by 1e3 to 1e7 at the outputs of the reference backbones), and ReLU features give every
+RoI nearly the same class logits. ``logit_scales`` therefore multiplies the values of
+chosen variables (by regular expression on the name): the batch-norm scales that feed the
+features, the box-delta layers, and the class, mask and attribute logits, so that a random
+network gives unit-scale features and confident detections of proper boxes.
 """
 import re
 import zlib
