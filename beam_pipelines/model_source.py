@@ -11,9 +11,8 @@ local temporary directory.
 import argparse
 import hashlib
 import json
-import os
 import tempfile
-from typing import List, Optional
+from typing import List
 
 from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions
 

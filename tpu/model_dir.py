@@ -20,11 +20,11 @@ from typing import Any, Dict, List, Optional, Tuple
 import tensorflow as tf
 import yaml
 
-from model.config import ExperimentConfig, loads_config, to_yaml
+from model.config import MODEL_DIR_CONFIG_FILE, ExperimentConfig, loads_config, to_yaml
 from model.dataset import record_files
 from model.label_map import LabelMap
 
-CONFIG_FILE = "config.yaml"
+CONFIG_FILE = MODEL_DIR_CONFIG_FILE
 RESTARTABLE_KEYS = (re.compile(r"^train\.total_steps$"), re.compile(r"^eval\."),
                     re.compile(r"^model\.postprocess\."),
                     re.compile(r"^model\.(bfloat16|static_ops_for_tpu)$"))

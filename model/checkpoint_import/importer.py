@@ -14,13 +14,13 @@ import dataclasses
 import json
 import logging
 import os
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
 
 from model.checkpoint_import import checkpoint_io, mapping, reference_config
-from model.config import ConfigError, to_yaml
+from model.config import MODEL_DIR_CONFIG_FILE, ConfigError, to_yaml
 from model.config.schema import ExperimentConfig
 from model.data.augment import identity_image_info
 from model.label_map import Attribute, Category, LabelMap, LabelMapError
@@ -200,7 +200,7 @@ def write_model_dir(imported: ImportedModel, model_dir: str) -> str:
     prefix = os.path.join(model_dir, "model.ckpt-0")
     checkpoint_io.write_checkpoint(prefix, tensors)
     tf.compat.v1.train.update_checkpoint_state(model_dir, prefix)
-    with tf.io.gfile.GFile(os.path.join(model_dir, "config.yaml"), "w") as stream:
+    with tf.io.gfile.GFile(os.path.join(model_dir, MODEL_DIR_CONFIG_FILE), "w") as stream:
         stream.write(to_yaml(imported.config))
     with tf.io.gfile.GFile(os.path.join(model_dir, record_files.LABELS_FILE), "w") as stream:
         stream.write(imported.label_map.dumps())

@@ -15,6 +15,9 @@ import yaml
 
 from model.config.schema import ExperimentConfig
 
+# The resolved config a training job keeps in its model_dir (tpu.model_dir) and that
+# model.import_checkpoint --model_dir writes beside its checkpoint.
+MODEL_DIR_CONFIG_FILE = "config.yaml"
 PRESET_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 
 
