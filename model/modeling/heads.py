@@ -8,21 +8,8 @@ from typing import Dict, Sequence
 import tensorflow as tf
 
 from model.config.schema import NormConfig
+from model.modeling.activations import activation_function, activation_layer
 from model.modeling.norm import batch_norm
-
-
-def activation_layer(activation: str) -> tf.keras.layers.Layer:
-    """The heads' nonlinearity: "relu" or "swish" (tensorflow/tpu's SpineNet recipes)."""
-    if activation == "relu":
-        return tf.keras.layers.ReLU()
-    if activation == "swish":
-        return tf.keras.layers.Activation(tf.nn.silu)
-    raise ValueError(f"unknown activation {activation!r} (relu or swish)")
-
-
-def _activation_fn(activation: str):
-    activation_layer(activation)  # validates the name
-    return tf.nn.relu if activation == "relu" else tf.nn.silu
 
 
 def _conv_stack(count: int, filters: int, use_bn: bool, prefix: str, norm: NormConfig,
@@ -62,7 +49,7 @@ class RpnHead(tf.keras.layers.Layer):
                  levels: Sequence[int], norm: NormConfig = NormConfig(),
                  conv_bias_with_bn: bool = False, activation: str = "relu", **kwargs):
         super().__init__(**kwargs)
-        self._activation = _activation_fn(activation)
+        self._activation = activation_function(activation)
         self._convs = [tf.keras.layers.Conv2D(num_filters, 3, padding="same",
                                               use_bias=conv_bias_with_bn or not use_bn,
                                               name=f"conv{i}") for i in range(num_convs)]

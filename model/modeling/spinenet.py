@@ -27,6 +27,7 @@ from typing import Dict, List, Tuple
 import tensorflow as tf
 
 from model.config.schema import NormConfig
+from model.modeling.activations import activation_function
 from model.modeling.norm import batch_norm
 
 # Base width of a block at each level (before the 4x expansion of bottleneck blocks).
@@ -77,7 +78,6 @@ SCALINGS = {
     "143": Scaling(1.0, 1.0, 3, 256),
 }
 
-_ACTIVATIONS = {"relu": tf.nn.relu, "swish": tf.nn.swish}
 STRIDED_CONV_PADDINGS = ("same", "fixed")
 RESAMPLE_POOLINGS = ("chained", "single")
 
@@ -218,15 +218,13 @@ class SpineNet(tf.keras.layers.Layer):
         if model_id not in SCALINGS:
             raise ValueError(f"SpineNet model_id must be one of {sorted(SCALINGS)}, "
                              f"got {model_id!r}")
-        if activation not in _ACTIVATIONS:
-            raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}")
         outputs = sorted(spec.level for spec in blocks if spec.is_output)
         if not set(range(min_level, max_level + 1)) <= set(outputs):
             raise ValueError(f"SpineNet outputs levels {outputs}; levels {min_level}..{max_level} "
                              "were asked for")
         scaling = SCALINGS[model_id]
         self._scaling = scaling
-        self._act = _ACTIVATIONS[activation]
+        self._act = activation_function(activation)
         self._levels = range(min_level, max_level + 1)
         width = lambda level: int(LEVEL_FILTERS[level] * scaling.filter_scale)  # noqa: E731
 
