@@ -50,7 +50,9 @@ def build_model(config: ModelConfig, image_size: int) -> AttributeMaskRCNN:
             _same_named_fields(roi_targets.RoiSampler, config.roi_sampler),
             plus_one=proposal_style["plus_one"]),
         mask_sampler=_same_named_fields(roi_targets.MaskSampler, config.mask_head),
-        detection=_same_named_fields(postprocess.DetectionSettings, config.postprocess),
+        detection=dataclasses.replace(
+            _same_named_fields(postprocess.DetectionSettings, config.postprocess),
+            plus_one=proposal_style["plus_one"]),
         roi_features=RoiFeatures(_roi_align(config), config.box_head.roi_size,
                                  config.mask_head.roi_size),
         # Attributes on the box features need each detection's RoI, which only the padded

@@ -21,7 +21,7 @@ class DetectionSettings:
     score_threshold: float  # class probability below which a box is dropped
     nms_iou: float
     max_detections: int  # D, detections per image
-    box_coding: str = "continuous"  # or "pixel_plus_one" (``PostprocessConfig.box_coding``)
+    plus_one: bool = False  # tensorflow/tpu's pixel box convention (``box_coding``)
 
 
 # (boxes [B, R, N-1, 4], probabilities [B, R, N-1], settings) -> detections (see ``detect``).
@@ -43,13 +43,10 @@ def detect(class_logits: tf.Tensor, box_deltas: tf.Tensor, rois: tf.Tensor, imag
     num_classes = class_logits.shape[2]
     probabilities = tf.nn.softmax(tf.cast(class_logits, tf.float32))[..., 1:]  # [B, R, N-1]
     references = tf.tile(rois[:, :, tf.newaxis, :], [1, 1, num_classes - 1, 1])
-    if settings.box_coding not in ("continuous", "pixel_plus_one"):
-        raise ValueError(f"unknown box coding {settings.box_coding!r}")
-    plus_one = settings.box_coding == "pixel_plus_one"
     boxes = box_ops.decode(tf.cast(box_deltas, tf.float32)[:, :, 1:, :], references, BOX_WEIGHTS,
-                           plus_one=plus_one)
+                           plus_one=settings.plus_one)
     boxes = box_ops.clip(boxes, image_info[:, 1, 0][:, tf.newaxis, tf.newaxis],
-                         image_info[:, 1, 1][:, tf.newaxis, tf.newaxis], plus_one=plus_one)
+                         image_info[:, 1, 1][:, tf.newaxis, tf.newaxis], plus_one=settings.plus_one)
     return class_nms(boxes, probabilities, settings)
 
 
