@@ -34,6 +34,41 @@ def assign_levels(boxes: tf.Tensor, min_level: int, max_level: int) -> tf.Tensor
     return tf.cast(tf.clip_by_value(level, min_level, max_level), tf.int32)
 
 
+def _flat_levels(features: Dict[int, tf.Tensor], batch: tf.Tensor):
+    """Features {level: [B, H_l, W_l, C]} as one [B, T, C] tensor, with each level's (in
+    ascending order) offset in it, height and width."""
+    flat, offsets, heights, widths = [], [], [], []
+    total = 0
+    for level in sorted(features):
+        height, width, channels = features[level].shape[1:]
+        flat.append(tf.reshape(features[level], [batch, height * width, channels]))
+        offsets.append(total)
+        heights.append(height)
+        widths.append(width)
+        total += height * width
+    return tf.concat(flat, axis=1), offsets, heights, widths
+
+
+def _bilinear(flat: tf.Tensor, base: tf.Tensor, row_width: tf.Tensor, rows, columns,
+              num_boxes: int) -> tf.Tensor:
+    """Bilinear samples [B, K, P, Q, C] from ``flat`` [B, T, C] (``_flat_levels``) at the
+    grid of ``rows`` x ``columns``, each (low int32 [B, K, P], high, fraction float [B, K, P])
+    in cells of the box's level; ``base`` and ``row_width`` int32 [B, K, 1, 1] are the level's
+    offset in ``flat`` and its width."""
+    (y0, y1, fy), (x0, x1, fx) = rows, columns
+    batch, channels = tf.shape(flat)[0], flat.shape[-1]
+
+    def gather(yi, xi):  # [B, K, P], [B, K, Q] -> [B, K, P, Q, C]
+        index = base + yi[..., :, tf.newaxis] * row_width + xi[..., tf.newaxis, :]
+        values = tf.gather(flat, tf.reshape(index, [batch, -1]), batch_dims=1)
+        return tf.reshape(values, [batch, num_boxes, yi.shape[-1], xi.shape[-1], channels])
+
+    wy = fy[..., :, tf.newaxis, tf.newaxis]
+    wx = fx[..., tf.newaxis, :, tf.newaxis]
+    return ((1.0 - wy) * (1.0 - wx) * gather(y0, x0) + (1.0 - wy) * wx * gather(y0, x1)
+            + wy * (1.0 - wx) * gather(y1, x0) + wy * wx * gather(y1, x1))
+
+
 def multilevel_roi_align(features: Dict[int, tf.Tensor], boxes: tf.Tensor, output_size: int,
                          sampling_ratio: int = 2) -> tf.Tensor:
     """Pools [B, K, output_size, output_size, C] from features {level: [B, H_l, W_l, C]}
@@ -42,16 +77,7 @@ def multilevel_roi_align(features: Dict[int, tf.Tensor], boxes: tf.Tensor, outpu
     batch = tf.shape(boxes)[0]
     num_boxes = boxes.shape[1]
     channels = features[levels[0]].shape[-1]
-    flat, offsets, heights, widths = [], [], [], []
-    total = 0
-    for level in levels:
-        height, width = features[level].shape[1], features[level].shape[2]
-        flat.append(tf.reshape(features[level], [batch, height * width, channels]))
-        offsets.append(total)
-        heights.append(height)
-        widths.append(width)
-        total += height * width
-    flat = tf.concat(flat, axis=1)  # [B, T, C]
+    flat, offsets, heights, widths = _flat_levels(features, batch)  # flat [B, T, C]
 
     level_index = assign_levels(boxes, levels[0], levels[-1]) - levels[0]  # [B, K]
     pick = lambda values, dtype: tf.gather(tf.constant(values, dtype), level_index)  # noqa: E731
@@ -75,18 +101,8 @@ def multilevel_roi_align(features: Dict[int, tf.Tensor], boxes: tf.Tensor, outpu
 
     y0, y1, fy, y_inside = corners(ys, height)
     x0, x1, fx, x_inside = corners(xs, width)
-    row_width = width[..., tf.newaxis, tf.newaxis]
-    base = offset[..., tf.newaxis, tf.newaxis]
-
-    def gather(yi, xi):  # [B, K, P] each -> [B, K, P, P, C]
-        index = base + yi[..., :, tf.newaxis] * row_width + xi[..., tf.newaxis, :]
-        values = tf.gather(flat, tf.reshape(index, [batch, -1]), batch_dims=1)
-        return tf.reshape(values, [batch, num_boxes, points, points, channels])
-
-    wy = fy[..., :, tf.newaxis, tf.newaxis]
-    wx = fx[..., tf.newaxis, :, tf.newaxis]
-    sampled = ((1 - wy) * (1 - wx) * gather(y0, x0) + (1 - wy) * wx * gather(y0, x1)
-               + wy * (1 - wx) * gather(y1, x0) + wy * wx * gather(y1, x1))
+    sampled = _bilinear(flat, offset[..., tf.newaxis, tf.newaxis],
+                        width[..., tf.newaxis, tf.newaxis], (y0, y1, fy), (x0, x1, fx), num_boxes)
     inside = tf.logical_and(y_inside[..., :, tf.newaxis], x_inside[..., tf.newaxis, :])
     sampled *= tf.cast(inside, sampled.dtype)[..., tf.newaxis]
     binned = tf.reshape(sampled, [batch, num_boxes, output_size, sampling_ratio,
@@ -162,17 +178,7 @@ def multilevel_roi_align_tpu(features: Dict[int, tf.Tensor], boxes: tf.Tensor,
     -> [B, K, output_size, output_size, C]."""
     levels = sorted(features)
     min_level, max_level = levels[0], levels[-1]
-    batch = tf.shape(boxes)[0]
-    num_boxes = boxes.shape[1]
-    channels = features[min_level].shape[-1]
-    flat, offsets, widths, total = [], [], [], 0
-    for level in levels:
-        height, width = features[level].shape[1], features[level].shape[2]
-        flat.append(tf.reshape(features[level], [batch, height * width, channels]))
-        offsets.append(total)
-        widths.append(width)
-        total += height * width
-    flat = tf.concat(flat, axis=1)  # [B, T, C]
+    flat, offsets, _, widths = _flat_levels(features, tf.shape(boxes)[0])  # flat [B, T, C]
 
     level = tpu_assign_levels(boxes, min_level, max_level)  # [B, K]
     scale = tf.pow(2.0, tf.cast(level, tf.float32))
@@ -192,17 +198,7 @@ def multilevel_roi_align_tpu(features: Dict[int, tf.Tensor], boxes: tf.Tensor,
         frac = coords - low
         return tf.cast(low, tf.int32), tf.cast(high, tf.int32), frac
 
-    y0, y1, ly = grid(ymin, box_height, bound_y)
-    x0, x1, lx = grid(xmin, box_width, bound_x)
     base = tf.gather(tf.constant(offsets, tf.int32), index)[..., tf.newaxis, tf.newaxis]
     row = tf.gather(tf.constant(widths, tf.int32), index)[..., tf.newaxis, tf.newaxis]
-
-    def gather(yi, xi):  # [B, K, S] each -> [B, K, S, S, C]
-        flat_index = base + yi[..., :, tf.newaxis] * row + xi[..., tf.newaxis, :]
-        values = tf.gather(flat, tf.reshape(flat_index, [batch, -1]), batch_dims=1)
-        return tf.reshape(values, [batch, num_boxes, output_size, output_size, channels])
-
-    wy = ly[..., :, tf.newaxis, tf.newaxis]
-    wx = lx[..., tf.newaxis, :, tf.newaxis]
-    return ((1.0 - wy) * (1.0 - wx) * gather(y0, x0) + (1.0 - wy) * wx * gather(y0, x1)
-            + wy * (1.0 - wx) * gather(y1, x0) + wy * wx * gather(y1, x1))
+    return _bilinear(flat, base, row, grid(ymin, box_height, bound_y),
+                     grid(xmin, box_width, bound_x), boxes.shape[1])
