@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from model.checkpoint_import.head_names import map_heads
+from model.checkpoint_import.head_names import REFERENCE_SCOPES, is_head_variable, map_heads
 from model.checkpoint_import.seeded_weights import seeded_weights
 from model.config.loader import load_config
 from model.modeling.factory import build_model
@@ -98,9 +98,8 @@ def our_heads(fixture_dir):
     shapes = {name: tuple(shape) for name, shape in meta["variables"]}
     ours = [(variable.name.split(":")[0], tuple(variable.shape)) for variable in model.variables]
     mapping, unmatched_ours, unmatched_reference = map_heads(shapes, ours, config)
-    head_scopes = ("rpn_head/", "fast_rcnn_head/", "mask_head/", "attributes_head/")
     unmatched_reference = [name for name in unmatched_reference
-                           if any(scope in name for scope in head_scopes)]
+                           if is_head_variable(name, REFERENCE_SCOPES)]
     assert not unmatched_ours and not unmatched_reference, (unmatched_ours, unmatched_reference)
     values = seeded_weights(int(meta["seed"]), [(name, shapes[name]) for name in mapping.values()],
                             meta.get("logit_scales", {}))

@@ -27,9 +27,15 @@ from model.config.schema import ModelConfig
 
 Shape = Tuple[int, ...]
 
-_REFERENCE_SCOPES = ("rpn_head", "fast_rcnn_head", "mask_head", "attributes_head")
-_OUR_SCOPES = ("rpn_head", "box_head", "mask_head", "attribute_head")
+# The heads' variable scopes: the references', and our model's layer names.
+REFERENCE_SCOPES = ("rpn_head", "fast_rcnn_head", "mask_head", "attributes_head")
+OUR_SCOPES = ("rpn_head", "box_head", "mask_head", "attribute_head")
 _BN_PARAMETERS = ("gamma", "beta", "moving_mean", "moving_variance")
+
+
+def is_head_variable(name: str, scopes: Sequence[str]) -> bool:
+    """Whether ``name`` lies in one of the head ``scopes`` (REFERENCE_SCOPES or OUR_SCOPES)."""
+    return _split(name, scopes) is not None
 
 
 def _split(name: str, scopes: Sequence[str]) -> Optional[Tuple[str, str]]:
@@ -52,6 +58,25 @@ def _unnamed_batch_norms(names: Sequence[str]) -> List[str]:
     return [layer for _, layer in sorted(found)]
 
 
+def _weights(keeps_bias: bool, use_bn: bool) -> Tuple[str, ...]:
+    """A conv's or fc's variables: no bias when a batch norm follows it, unless kept."""
+    return ("kernel", "bias") if keeps_bias or not use_bn else ("kernel",)
+
+
+def _normalised_stack(scope: str, layers, batch_norms: Sequence[str]
+                      ) -> List[Tuple[str, str, Tuple[str, ...]]]:
+    """Pairs for ``layers`` [(our layer, our batch norm or None, reference layer, weights)]
+    in creation order; the reference's unnamed batch norms of ``scope`` (``batch_norms``,
+    in creation order) go, one each, to the layers with a batch norm."""
+    pairs, next_norm = [], 0
+    for ours, our_norm, theirs, weights in layers:
+        pairs.append((ours, f"{scope}/{theirs}", weights))
+        if our_norm is not None and next_norm < len(batch_norms):
+            pairs.append((our_norm, f"{scope}/{batch_norms[next_norm]}", _BN_PARAMETERS))
+            next_norm += 1
+    return pairs
+
+
 def _layer_pairs(config: ModelConfig, reference_layers: Dict[str, List[str]]
                  ) -> List[Tuple[str, str, Tuple[str, ...]]]:
     """(our scope/layer, reference scope/layer, parameter names) for every head layer."""
@@ -62,7 +87,7 @@ def _layer_pairs(config: ModelConfig, reference_layers: Dict[str, List[str]]
     # The fork's RPN head builds one conv whatever num_convs says; ours follows num_convs.
     for i in range(rpn.num_convs):
         pairs.append((f"rpn_head/conv{i}", "rpn_head/rpn" + (f"-{i}" if i else ""),
-                      conv if rpn.conv_bias_with_bn or not rpn.use_bn else ("kernel",)))
+                      _weights(rpn.conv_bias_with_bn, rpn.use_bn)))
         if rpn.use_bn:
             for level in levels:
                 pairs.append((f"rpn_head/bn_p{level}_{i}",
@@ -71,33 +96,23 @@ def _layer_pairs(config: ModelConfig, reference_layers: Dict[str, List[str]]
     pairs.append(("rpn_head/boxes", "rpn_head/rpn-box", conv))
 
     box = config.box_head
-    box_bns = reference_layers.get("fast_rcnn_head", [])
-    box_bias = conv if box.conv_bias_with_bn or not box.use_bn else ("kernel",)
-    for i in range(box.num_convs):
-        pairs.append((f"box_head/box_conv{i}", f"fast_rcnn_head/conv_{i}", box_bias))
-        if box.use_bn and i < len(box_bns):
-            pairs.append((f"box_head/box_bn{i}", f"fast_rcnn_head/{box_bns[i]}", _BN_PARAMETERS))
-    for i in range(box.num_fcs):
-        pairs.append((f"box_head/fc{i}", f"fast_rcnn_head/fc{6 + i}", box_bias))
-        if box.use_bn and box.num_convs + i < len(box_bns):
-            pairs.append((f"box_head/fc_bn{i}", f"fast_rcnn_head/{box_bns[box.num_convs + i]}",
-                          _BN_PARAMETERS))
+    box_weights = _weights(box.conv_bias_with_bn, box.use_bn)
+    pairs += _normalised_stack("fast_rcnn_head", [
+        *[(f"box_head/box_conv{i}", f"box_head/box_bn{i}" if box.use_bn else None, f"conv_{i}",
+           box_weights) for i in range(box.num_convs)],
+        *[(f"box_head/fc{i}", f"box_head/fc_bn{i}" if box.use_bn else None, f"fc{6 + i}",
+           box_weights) for i in range(box.num_fcs)]], reference_layers.get("fast_rcnn_head", []))
     pairs.append(("box_head/class_logits", "fast_rcnn_head/class-predict", conv))
     pairs.append(("box_head/box_deltas", "fast_rcnn_head/box-predict", conv))
 
     mask = config.mask_head
-    mask_bns = reference_layers.get("mask_head", [])
-    mask_bias = conv if mask.conv_bias_with_bn or not mask.use_bn else ("kernel",)
-    for i in range(mask.num_convs):
-        pairs.append((f"mask_head/mask_conv{i}", f"mask_head/mask-conv-l{i}", mask_bias))
-        if mask.use_bn and i < len(mask_bns):
-            pairs.append((f"mask_head/mask_bn{i}", f"mask_head/{mask_bns[i]}", _BN_PARAMETERS))
     deconv_bn = mask.use_bn and mask.deconv_bn
-    pairs.append(("mask_head/deconv", "mask_head/conv5-mask",
-                  conv if mask.conv_bias_with_bn or not deconv_bn else ("kernel",)))
-    if deconv_bn and mask.num_convs < len(mask_bns):
-        pairs.append(("mask_head/deconv_bn", f"mask_head/{mask_bns[mask.num_convs]}",
-                      _BN_PARAMETERS))
+    pairs += _normalised_stack("mask_head", [
+        *[(f"mask_head/mask_conv{i}", f"mask_head/mask_bn{i}" if mask.use_bn else None,
+           f"mask-conv-l{i}", _weights(mask.conv_bias_with_bn, mask.use_bn))
+          for i in range(mask.num_convs)],
+        ("mask_head/deconv", "mask_head/deconv_bn" if deconv_bn else None, "conv5-mask",
+         _weights(mask.conv_bias_with_bn, deconv_bn))], reference_layers.get("mask_head", []))
     pairs.append(("mask_head/mask_logits", "mask_head/mask_fcn_logits", conv))
 
     attribute = config.attribute_head
@@ -105,19 +120,14 @@ def _layer_pairs(config: ModelConfig, reference_layers: Dict[str, List[str]]
         if attribute.placement == "box_features":
             pairs.append(("box_head/attribute_logits", "fast_rcnn_head/attribute-predict", conv))
         else:
-            attribute_bns = reference_layers.get("attributes_head", [])
-            bias = conv if attribute.conv_bias_with_bn or not attribute.use_bn else ("kernel",)
-            for i in range(attribute.num_convs):
-                pairs.append((f"attribute_head/attribute_conv{i}", f"attributes_head/conv_{i}",
-                              bias))
-                if attribute.use_bn and i < len(attribute_bns):
-                    pairs.append((f"attribute_head/attribute_bn{i}",
-                                  f"attributes_head/{attribute_bns[i]}", _BN_PARAMETERS))
-            pairs.append(("attribute_head/fc", "attributes_head/fc6", bias))
-            if attribute.use_bn and attribute.num_convs < len(attribute_bns):
-                pairs.append(("attribute_head/fc_bn",
-                              f"attributes_head/{attribute_bns[attribute.num_convs]}",
-                              _BN_PARAMETERS))
+            weights = _weights(attribute.conv_bias_with_bn, attribute.use_bn)
+            normalised = attribute.use_bn
+            pairs += _normalised_stack("attributes_head", [
+                *[(f"attribute_head/attribute_conv{i}",
+                   f"attribute_head/attribute_bn{i}" if normalised else None, f"conv_{i}", weights)
+                  for i in range(attribute.num_convs)],
+                ("attribute_head/fc", "attribute_head/fc_bn" if normalised else None, "fc6",
+                 weights)], reference_layers.get("attributes_head", []))
             pairs.append(("attribute_head/attribute_logits", "attributes_head/attributes-predict",
                           conv))
     return pairs
@@ -132,7 +142,7 @@ def map_heads(reference: Dict[str, Shape], ours: Sequence[Tuple[str, Shape]],
     reference_by_key: Dict[str, str] = {}
     layers: Dict[str, List[str]] = {}
     for name in reference:
-        found = _split(name, _REFERENCE_SCOPES)
+        found = _split(name, REFERENCE_SCOPES)
         if found:
             reference_by_key[f"{found[0]}/{found[1]}"] = name
             layers.setdefault(found[0], []).append(found[1])
@@ -140,7 +150,7 @@ def map_heads(reference: Dict[str, Shape], ours: Sequence[Tuple[str, Shape]],
 
     our_by_key: Dict[str, Tuple[str, Shape]] = {}
     for name, shape in ours:
-        found = _split(name, _OUR_SCOPES)
+        found = _split(name, OUR_SCOPES)
         if found:
             our_by_key[f"{found[0]}/{found[1]}"] = (name, tuple(shape))
 

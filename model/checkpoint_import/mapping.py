@@ -12,13 +12,15 @@ slots (``.../Momentum``, Adam's ``m``/``v``) and exponential moving averages.
 import re
 from typing import Dict, List, Mapping, Sequence, Tuple
 
+from model.checkpoint_import.backbone_names import map_backbone
+from model.checkpoint_import.head_names import (OUR_SCOPES, REFERENCE_SCOPES, is_head_variable,
+                                                map_heads)
 from model.config.schema import ModelConfig
 
 Shape = Tuple[int, ...]
 
 _TRAINING_ONLY = re.compile(
     r"(^global_step$|/Momentum$|/Adam(_1)?$|/ExponentialMovingAverage$|/RMSProp(_1)?$|^beta[12]_power)")
-_HEAD_SCOPES = ("rpn_head/", "fast_rcnn_head/", "mask_head/", "attributes_head/")
 
 
 class UnmatchedVariables(ValueError):
@@ -51,22 +53,15 @@ def trainable_state(reference: Mapping[str, Shape]) -> Dict[str, Shape]:
     return {name: shape for name, shape in reference.items() if not _TRAINING_ONLY.search(name)}
 
 
-def is_head_variable(name: str) -> bool:
-    return name.startswith(_HEAD_SCOPES) or any(f"/{scope}" in name for scope in _HEAD_SCOPES)
-
-
 def map_model(reference: Mapping[str, Shape], ours: Sequence[Tuple[str, Shape]],
               config: ModelConfig) -> Dict[str, str]:
     """{our variable name (below the model scope): reference tensor name}, covering both
     sides completely with equal shapes; raises UnmatchedVariables otherwise."""
-    from model.checkpoint_import.backbone_names import map_backbone
-    from model.checkpoint_import.head_names import map_heads
-
     reference = trainable_state(reference)
-    reference_heads = {n: s for n, s in reference.items() if is_head_variable(n)}
+    reference_heads = {n: s for n, s in reference.items() if is_head_variable(n, REFERENCE_SCOPES)}
     reference_backbone = {n: s for n, s in reference.items() if n not in reference_heads}
-    our_heads = [(n, s) for n, s in ours if n.split("/", 1)[0] in _OUR_HEAD_PARTS]
-    our_backbone = [(n, s) for n, s in ours if n.split("/", 1)[0] not in _OUR_HEAD_PARTS]
+    our_heads = [(n, s) for n, s in ours if is_head_variable(n, OUR_SCOPES)]
+    our_backbone = [(n, s) for n, s in ours if not is_head_variable(n, OUR_SCOPES)]
 
     pairs: Dict[str, str] = {}
     unmatched_ours: List[str] = []
@@ -93,6 +88,3 @@ def map_model(reference: Mapping[str, Shape], ours: Sequence[Tuple[str, Shape]],
                                  mismatches)
     return pairs
 
-
-# The model's own layer names (model.modeling.factory.build_parts) that are heads.
-_OUR_HEAD_PARTS = ("rpn_head", "box_head", "mask_head", "attribute_head")
