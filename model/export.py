@@ -20,10 +20,9 @@ import tensorflow as tf
 
 from model.config import ConfigError, load_config
 from model.config.schema import ModelConfig, PreprocessingConfig
-from model.data.augment import identity_image_info
 from model.dataset import record_files
 from model.label_map import Attribute, Category, LabelMap
-from model.modeling.factory import build_model
+from model.modeling.factory import build_model_with_variables
 from model.serving import ServingModule
 from model.variable_names import below_model_scope
 
@@ -73,9 +72,7 @@ def export(config: ModelConfig, image_size: int, output: str, checkpoint: Option
     label_map, source = resolve_label_map(config, labels,
                                           os.path.dirname(checkpoint) if checkpoint else None)
     logging.info("label map: %s", source)
-    model = build_model(config, image_size)
-    model(tf.zeros([1, image_size, image_size, 3]), identity_image_info(image_size, batch=1),
-          training=False)
+    model = build_model_with_variables(config, image_size)
     if checkpoint:
         restore_by_name(model, checkpoint)
     write_saved_model(model, label_map, image_size, output, config.preprocessing)

@@ -22,9 +22,8 @@ import tensorflow as tf
 from model.checkpoint_import import checkpoint_io, mapping, reference_config
 from model.config import MODEL_DIR_CONFIG_FILE, ConfigError, to_yaml
 from model.config.schema import ExperimentConfig
-from model.data.augment import identity_image_info
 from model.label_map import Attribute, Category, LabelMap, LabelMapError
-from model.modeling.factory import build_model
+from model.modeling.factory import build_model_with_variables
 from model.variable_names import below_model_scope
 
 _FAMILY_MARKERS = {
@@ -113,13 +112,6 @@ def _label_map(family: str, config: ExperimentConfig, label_map: Optional[LabelM
     return label_map
 
 
-def _built(config: ExperimentConfig, image_size: int) -> tf.keras.Model:
-    model = build_model(config.model, image_size)
-    model(tf.zeros([1, image_size, image_size, 3]), identity_image_info(image_size, batch=1),
-          training=False)
-    return model
-
-
 def _our_variables(model: tf.keras.Model) -> Dict[str, tf.Variable]:
     return {below_model_scope(variable.name): variable for variable in model.variables}
 
@@ -162,7 +154,7 @@ def import_checkpoint(checkpoint: str, config_path: str, image_size: Optional[in
     label_map = read_label_map(label_map_path) if label_map_path else None
     label_map = _label_map(family, config, label_map, label_map_path or "identity")
 
-    model = _built(config, size)
+    model = build_model_with_variables(config.model, size)
     ours = _our_variables(model)
     try:
         pairs = mapping.map_model(shapes, [(n, tuple(v.shape.as_list())) for n, v in ours.items()],
@@ -179,7 +171,7 @@ def import_checkpoint(checkpoint: str, config_path: str, image_size: Optional[in
         values = _attribute_slots(values, config.model.num_attributes, ids, num_slots)
         config = dataclasses.replace(config, model=dataclasses.replace(
             config.model, num_attributes=num_slots))
-        model = _built(config, size)
+        model = build_model_with_variables(config.model, size)
         ours = _our_variables(model)
     for name, variable in ours.items():
         variable.assign(values[name])

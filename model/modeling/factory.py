@@ -15,6 +15,7 @@ from typing import Dict
 import tensorflow as tf
 
 from model.config.schema import ModelConfig
+from model.data.augment import identity_image_info
 from model.modeling import postprocess, roi_targets, rpn
 from model.modeling.fpn import Fpn, IdentityFeatures
 from model.modeling.heads import AttributeHead, BoxHead, MaskHead, RpnHead
@@ -82,6 +83,14 @@ def _attributes_on_boxes(config: ModelConfig) -> bool:
     if placement not in ("mask_rois", "box_features"):
         raise ValueError(f"unknown attribute_head.placement {placement!r}")
     return uses_attributes(config) and placement == "box_features"
+
+
+def build_model_with_variables(config: ModelConfig, image_size: int) -> AttributeMaskRCNN:
+    """``build_model`` called once on a zero image, so that every variable exists."""
+    model = build_model(config, image_size)
+    model(tf.zeros([1, image_size, image_size, 3]), identity_image_info(image_size, batch=1),
+          training=False)
+    return model
 
 
 def uses_attributes(config: ModelConfig) -> bool:
