@@ -18,7 +18,7 @@ import tensorflow as tf
 from model import record_schema
 from model.config.schema import PreprocessingConfig
 from model.data import augment
-from model.data.parser import IMAGENET_MEAN, IMAGENET_STD
+from model.data.parser import normalise
 from model.label_map import LabelMap
 from model.modeling.maskrcnn import AttributeMaskRCNN
 from model.outputs import to_dataset_space
@@ -32,10 +32,7 @@ def preprocess(encoded: tf.Tensor, image_size: int,
     image = tf.image.convert_image_dtype(image, tf.float32)
     image, image_info = augment.resize_and_crop(
         image, (image_size, image_size), half_pixel_centers=settings.resize_half_pixel_centers)
-    image = (image - IMAGENET_MEAN) / IMAGENET_STD
-    if settings.pad_with_mean:
-        image = augment.zero_padding(image, image_info)
-    return image, image_info
+    return normalise(image, image_info, settings.pad_with_mean), image_info
 
 
 class _Untracked:

@@ -44,6 +44,14 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 TRAIN, EVAL, PREDICT = "train", "eval", "predict"
 
 
+def normalise(image: tf.Tensor, image_info: tf.Tensor, pad_with_mean: bool) -> tf.Tensor:
+    """A resized, padded image [S, S, 3] in [0, 1] (``augment.resize_and_crop``) normalised
+    with the ImageNet mean and std; ``pad_with_mean``: its padding is then 0 (the mean
+    colour), as ``model.preprocessing.pad_with_mean`` asks."""
+    image = (image - IMAGENET_MEAN) / IMAGENET_STD
+    return augment.zero_padding(image, image_info) if pad_with_mean else image
+
+
 @dataclasses.dataclass(frozen=True)
 class ParserSettings:
     output_size: Tuple[int, int] = (256, 256)
@@ -134,9 +142,7 @@ class Parser:
         })
         if use_autoaugment and settings.apply_autoaugment_after_resizing:
             image, instances = self._autoaugment_resized(image, image_info, valid_size, instances)
-        image = (image - IMAGENET_MEAN) / IMAGENET_STD
-        if settings.pad_with_mean:
-            image = augment.zero_padding(image, image_info)
+        image = normalise(image, image_info, settings.pad_with_mean)
 
         output_boxes = instances["boxes"]
         labels = {
