@@ -12,9 +12,8 @@ evaluation are ignored; a value that would build a network this package cannot
 import json
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
-import yaml
-
 from model.config import ConfigError, load_config
+from model.config.loader import parse_yaml
 from model.config.schema import ExperimentConfig
 
 TPU_FASHIONPEDIA = "tpu_fashionpedia"
@@ -31,13 +30,7 @@ def read_yaml(path: str) -> Dict[str, Any]:
             text = stream.read()
     except tf.errors.NotFoundError:
         raise ConfigError(f"--config {path} does not exist") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}: not valid YAML{where}: "
-                          f"{getattr(error, 'problem', None) or error}") from None
+    data = parse_yaml(text, path)
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must hold a mapping at the top level")
     return data

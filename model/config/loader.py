@@ -30,7 +30,7 @@ def preset_names():
     return sorted(name[:-5] for name in os.listdir(PRESET_DIR) if name.endswith(".yaml"))
 
 
-def _parse_yaml(text, source: str) -> Any:
+def parse_yaml(text, source: str) -> Any:
     """``yaml.safe_load(text)``; a YAMLError becomes a one-line ConfigError naming ``source``."""
     try:
         return yaml.safe_load(text)
@@ -55,7 +55,7 @@ def _read_yaml(preset_or_path: str) -> Dict[str, Any]:
             text = stream.read()
     except OSError as error:
         raise ConfigError(f"{path}: cannot be read ({error.strerror or error})") from None
-    data = _parse_yaml(text, path) or {}
+    data = parse_yaml(text, path) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must hold a mapping at the top level")
     return data
@@ -72,7 +72,7 @@ def _apply_override(data: Dict[str, Any], override: str) -> None:
         if not isinstance(child, dict):
             raise ConfigError(f"{key}: {part} is not a section")
         node = child
-    node[parts[-1]] = _parse_yaml(text, f"override {override!r}")
+    node[parts[-1]] = parse_yaml(text, f"override {override!r}")
 
 
 def _convert(value: Any, kind: Any, key: str) -> Any:
@@ -134,7 +134,7 @@ def load_config(preset_or_path: Optional[str] = None,
 def loads_config(text: str, source: str = "config") -> ExperimentConfig:
     """The config a YAML text (as written by ``to_yaml``) describes; ``source`` names
     the text in a ConfigError."""
-    data = _parse_yaml(text, source) or {}
+    data = parse_yaml(text, source) or {}
     if not isinstance(data, dict):
         raise ConfigError("a config must hold a mapping at the top level")
     return _build(ExperimentConfig, data, "")
