@@ -242,29 +242,20 @@ def _patch_yaml_loader():
 def setup_reference(family, args):
     """Puts the reference code on sys.path and applies the runtime fixes; returns
     (checkout root, official/detection directory, commit)."""
-    if family == "tpu_fashionpedia":
-        if not args.tpu_repo:
-            raise SystemExit("--tpu_repo is required for %s" % args.architecture)
-        root = os.path.abspath(args.tpu_repo)
-        models = os.path.join(root, "models")
-        detection = os.path.join(models, "official", "detection")
-        efficientnet = os.path.join(models, "official", "efficientnet")
-        hyperparameters_parent = models
-        commit = args.tpu_commit
-    else:
-        if not args.fork_repo:
-            raise SystemExit("--fork_repo is required for %s" % args.architecture)
-        root = os.path.abspath(args.fork_repo)
-        models = os.path.join(root, "tf_tpu_models")
-        detection = os.path.join(models, "official", "detection")
-        efficientnet = os.path.join(models, "official", "efficientnet")
-        hyperparameters_parent = models
-        commit = args.fork_commit
-    for path in (detection, efficientnet, os.path.join(hyperparameters_parent, "hyperparameters")):
+    flag, repo, models_folder, commit = (
+        ("--tpu_repo", args.tpu_repo, "models", args.tpu_commit) if family == "tpu_fashionpedia"
+        else ("--fork_repo", args.fork_repo, "tf_tpu_models", args.fork_commit))
+    if not repo:
+        raise SystemExit("%s is required for %s" % (flag, args.architecture))
+    root = os.path.abspath(repo)
+    models = os.path.join(root, models_folder)
+    detection = os.path.join(models, "official", "detection")
+    efficientnet = os.path.join(models, "official", "efficientnet")
+    for path in (detection, efficientnet, os.path.join(models, "hyperparameters")):
         if not os.path.isdir(path):
             raise SystemExit("the reference checkout lacks %s" % path)
     # official/efficientnet AFTER official/detection: both have modules of the same names.
-    sys.path[:0] = [detection, efficientnet, hyperparameters_parent]
+    sys.path[:0] = [detection, efficientnet, models]
     _patch_yaml_loader()
     if not commit:
         try:
