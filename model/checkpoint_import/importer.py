@@ -116,19 +116,19 @@ def _our_variables(model: tf.keras.Model) -> Dict[str, tf.Variable]:
     return {below_model_scope(variable.name): variable for variable in model.variables}
 
 
-def _attribute_slots(values: Dict[str, np.ndarray], num_outputs: int,
-                     ids: Sequence[int], num_slots: int) -> Dict[str, np.ndarray]:
-    """Lays out the attribute layer's ``num_outputs`` columns at their attribute ids in
+def _is_attribute_output(name: str) -> bool:
+    """The attribute logits layer's variables (box_head/ or attribute_head/attribute_logits)."""
+    return name.rsplit("/", 2)[-2] == "attribute_logits"
+
+
+def _attribute_slots(value: np.ndarray, name: str, ids: Sequence[int],
+                     num_slots: int) -> np.ndarray:
+    """The attribute layer's columns (one per output) laid out at their attribute ids in
     ``num_slots`` columns: kernel 0 and bias -1e4 (probability 0) in the other slots."""
-    widened = dict(values)
-    for name, value in values.items():
-        if "attribute" not in name or value.shape[-1] != num_outputs:
-            continue
-        fill = -1e4 if name.endswith("bias") else 0.0
-        slots = np.full(value.shape[:-1] + (num_slots,), fill, np.float32)
-        slots[..., list(ids)] = value
-        widened[name] = slots
-    return widened
+    slots = np.full(value.shape[:-1] + (num_slots,), -1e4 if name.endswith("bias") else 0.0,
+                    np.float32)
+    slots[..., list(ids)] = value
+    return slots
 
 
 def import_checkpoint(checkpoint: str, config_path: str, image_size: Optional[int] = None,
@@ -154,27 +154,28 @@ def import_checkpoint(checkpoint: str, config_path: str, image_size: Optional[in
     label_map = read_label_map(label_map_path) if label_map_path else None
     label_map = _label_map(family, config, label_map, label_map_path or "identity")
 
+    # The model's attribute outputs are laid out by attribute id (label_map.num_attributes
+    # slots); it is paired with the checkpoint as if it had the checkpoint's outputs.
+    num_outputs, num_slots = config.model.num_attributes, label_map.num_attributes
+    widen = num_slots != num_outputs
+    config = dataclasses.replace(config, model=dataclasses.replace(
+        config.model, num_attributes=num_slots))
     model = build_model_with_variables(config.model, size)
     ours = _our_variables(model)
+    as_checkpoint = [(name, tuple(variable.shape.as_list()[:-1]) + (num_outputs,)
+                      if widen and _is_attribute_output(name) else tuple(variable.shape.as_list()))
+                     for name, variable in ours.items()]
     try:
-        pairs = mapping.map_model(shapes, [(n, tuple(v.shape.as_list())) for n, v in ours.items()],
-                                  config.model)
+        pairs = mapping.map_model(shapes, as_checkpoint, config.model)
     except mapping.UnmatchedVariables as error:
         raise CheckpointImportError(
             f"{checkpoint} does not fit the model of --config {config_path}: {error}") from None
     tensors = checkpoint_io.read_tensors(checkpoint, sorted(set(pairs.values())))
-    values = {mine: tensors[theirs] for mine, theirs in pairs.items()}
-
-    num_slots = label_map.num_attributes
-    if num_slots != config.model.num_attributes:
-        ids = [attribute.id for attribute in label_map.attributes]
-        values = _attribute_slots(values, config.model.num_attributes, ids, num_slots)
-        config = dataclasses.replace(config, model=dataclasses.replace(
-            config.model, num_attributes=num_slots))
-        model = build_model_with_variables(config.model, size)
-        ours = _our_variables(model)
+    ids = [attribute.id for attribute in label_map.attributes]
     for name, variable in ours.items():
-        variable.assign(values[name])
+        value = tensors[pairs[name]]
+        variable.assign(_attribute_slots(value, name, ids, num_slots)
+                        if widen and _is_attribute_output(name) else value)
     logging.info("imported %d variables (%s) from %s", len(ours), family, checkpoint)
     return ImportedModel(family, config, size, model, label_map, label_map_path or "identity")
 
