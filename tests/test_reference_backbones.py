@@ -33,8 +33,9 @@ from model.checkpoint_import.seeded_weights import seeded_weights
 from model.config import load_config
 from model.config.loader import preset_names
 from model.modeling.factory import build_parts
+from tests import reference_fixtures
 
-FIXTURES = pathlib.Path(__file__).parent / "fixtures" / "reference"
+FIXTURES = pathlib.Path(reference_fixtures.ROOT)
 
 _TPU_NORM = ["model.norm.momentum=0.99", "model.norm.epsilon=0.001"]
 _RESNET_FPN = ["model.backbone.type=resnet", "model.backbone.stem_pool_padding=same",

@@ -18,69 +18,26 @@ from model.checkpoint_import.head_names import REFERENCE_SCOPES, is_head_variabl
 from model.checkpoint_import.seeded_weights import seeded_weights
 from model.config.loader import load_config
 from model.modeling.factory import build_model
+from tests import reference_fixtures as fixtures
 from tests.reference_fixtures import assert_targets, match_detections
 
-FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "reference")
 # Heads-only fixtures (seeded noise features, small; tools/reference_heads_fixtures.py).
 HEADS_FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "reference_heads")
-ARCHITECTURES = ("fp_r50fpn", "fp_r101fpn", "fp_sn49", "fp_sn96", "fp_sn143", "imat_sn143")
-
-# The head settings of each reference family (the presets carry the same values).
-_COMMON = [
-    "model.num_classes=47", "model.fpn.min_level=3", "model.fpn.max_level=7",
-    "model.fpn.num_filters=256",
-    "model.anchor.aspect_ratios=[1.0, 2.0, 0.5]", "model.anchor.anchor_size=3.0",
-    "model.norm.momentum=0.99", "model.norm.epsilon=0.001",
-    "model.rpn.num_convs=1", "model.rpn.num_filters=256", "model.rpn.use_bn=true",
-    "model.rpn.conv_bias_with_bn=true", "model.rpn.proposal_style=tpu",
-    "model.rpn.test_pre_nms_top_k=1000", "model.rpn.test_post_nms_top_k=1000",
-    "model.rpn.nms_iou=0.7",
-    "model.box_head.num_convs=4", "model.box_head.conv_filters=256", "model.box_head.num_fcs=1",
-    "model.box_head.fc_dims=1024", "model.box_head.use_bn=true",
-    "model.box_head.conv_bias_with_bn=true",
-    "model.mask_head.num_convs=4", "model.mask_head.num_filters=256", "model.mask_head.use_bn=true",
-    "model.mask_head.conv_bias_with_bn=true", "model.mask_head.deconv_bn=true",
-    "model.roi_align.type=tpu",
-    "model.postprocess.pre_nms_top_k=1000", "model.postprocess.score_threshold=0.05",
-    "model.postprocess.nms_iou=0.5", "model.postprocess.max_detections=100",
-    "model.postprocess.box_coding=pixel_plus_one",
-]
-FAMILY_OVERRIDES = {
-    "tpu_fashionpedia": _COMMON + [
-        "model.num_attributes=294", "model.attribute_head.placement=box_features"],
-    "fork_imat": _COMMON + [
-        "model.num_attributes=341", "model.attribute_head.placement=mask_rois",
-        "model.attribute_head.num_convs=4", "model.attribute_head.num_filters=256",
-        "model.attribute_head.fc_dims=1024", "model.attribute_head.use_bn=true",
-        "model.attribute_head.conv_bias_with_bn=true"],
-}
-# SpineNet recipes of tensorflow/tpu use swish in the heads too (batch_norm_activation).
-SWISH_HEADS = ["model.rpn.activation=swish", "model.box_head.activation=swish",
-               "model.mask_head.activation=swish", "model.attribute_head.activation=swish"]
+# The preset of each family's heads, for tests without a fixture.
+FAMILY_PRESETS = {"tpu_fashionpedia": "fp_r50fpn", "fork_imat": "imat_sn143"}
 
 
 def fixture_dirs():
-    found = [os.path.join(FIXTURES, arch) for arch in ARCHITECTURES]
+    found = [os.path.join(fixtures.ROOT, arch) for arch in fixtures.architectures()]
     if os.path.isdir(HEADS_FIXTURES):
         found += [os.path.join(HEADS_FIXTURES, name) for name in sorted(os.listdir(HEADS_FIXTURES))]
     return [path for path in found if os.path.exists(os.path.join(path, "reference.npz"))]
 
 
-PRESETS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "model",
-                       "configs")
-
-
-def head_config(meta, use_preset=True):
-    """The architecture's preset where there is one (so the presets are what is tested),
-    else the family's head settings above; then the fixture's own overrides."""
-    # float32, as the reference runs were.
-    extra = ["model.bfloat16=false"] + list(meta.get("heads_overrides", []))
-    if use_preset and os.path.exists(os.path.join(PRESETS, f"{meta['architecture']}.yaml")):
-        return load_config(meta["architecture"], extra).model
-    overrides = list(FAMILY_OVERRIDES[meta["family"]])
-    if meta["family"] == "tpu_fashionpedia" and meta["architecture"].startswith("fp_sn"):
-        overrides += SWISH_HEADS
-    return load_config(None, overrides + extra).model
+def head_config(architecture, heads_overrides=()):
+    """The architecture's preset (so the presets are what is tested) with the fixture's own
+    overrides, in float32 as the reference runs were."""
+    return load_config(architecture, ["model.bfloat16=false", *heads_overrides]).model
 
 
 def our_heads(fixture_dir):
@@ -88,7 +45,7 @@ def our_heads(fixture_dir):
     with open(os.path.join(fixture_dir, "variables.json")) as stream:
         meta = json.load(stream)
     reference = dict(np.load(os.path.join(fixture_dir, "reference.npz")))
-    config = head_config(meta)
+    config = head_config(meta["architecture"], meta.get("heads_overrides", []))
     size = int(meta["image_size"])
     model = build_model(config, size)
     levels = range(config.fpn.min_level, config.fpn.max_level + 1)
@@ -192,7 +149,7 @@ def test_map_heads_covers_every_head_variable():
     """Shapes and names alone (no fixture): every reference head variable of both families
     maps to one of ours, none of ours left."""
     for family, attribute_scope in (("tpu_fashionpedia", None), ("fork_imat", "attributes_head")):
-        config = head_config({"family": family, "architecture": "x"}, use_preset=False)
+        config = head_config(FAMILY_PRESETS[family])
         reference = _reference_head_shapes(config, attribute_scope)
         model = build_model(config, 128)
         features = {level: tf.zeros([1, 128 // 2 ** level, 128 // 2 ** level, 256])
